@@ -1,0 +1,1 @@
+"""Shared infrastructure of papercode: registry, command, plotting, testing helpers and the OT engine."""
