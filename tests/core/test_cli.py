@@ -1,0 +1,97 @@
+"""The `papercode` command end to end, through the installed console script."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args, timeout=600, cwd=ROOT):
+    return subprocess.run(["papercode", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_list_names_chapters_and_core_claims():
+    r = run("list")
+    assert r.returncode == 0, r.stderr
+    for folder in ("00_core", "01_igw", "10_thermometer"):
+        assert folder in r.stdout
+    assert "[claim] core.sinkhorn_vs_pot" in r.stdout and "[bench] core.sinkhorn" in r.stdout
+
+
+def test_reproduce_core_prints_tables_and_writes_json(tmp_path):
+    r = run("reproduce", "core", "--out", str(tmp_path), "--seed", "3", "--device", "cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== 00_core" in r.stdout
+    for col in ("claim", "paper", "ours", "scale", "seed", "verdict"):
+        assert col in r.stdout
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rows = {x["name"]: x for x in doc["results"]}
+    assert {"sinkhorn_vs_pot", "eps_to_exact", "ot1d_exact", "online_memory"} <= set(rows)
+    for name, row in rows.items():
+        assert row["verdict"] == "reproduced", (name, row)
+        assert row["seed"] == 3 and row["scale"] == "tiny" and row["device"].startswith("cpu")
+    assert (tmp_path / "core" / "eps_to_exact_eps_to_exact.png").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("reproduce", "nosuchmodule"), "unknown module 'nosuchmodule'"),
+    (("reproduce", "core.nosuch"), "unknown experiment 'core.nosuch'"),
+    (("reproduce", "--scale", "huge"), "invalid choice"),
+    (("bench", "igw"), "has no bench experiments"),
+    (("reproduce", "--out", "/proc/papercode-cannot-write"), "--out: cannot write"),
+    (("frobnicate",), "invalid choice"),
+])
+def test_bad_requests_are_one_line_and_exit_2(args, needle):
+    r = run(*args)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert needle in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_cuda_request_without_gpu_exits_2():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = run("reproduce", "core", "--device", "cuda")
+    assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_keeps_results_written_so_far(tmp_path):
+    # online_memory runs last and takes seconds: interrupt once the first rows are saved
+    p = subprocess.Popen(["papercode", "reproduce", "core", "--out", str(tmp_path)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    res = tmp_path / "results.json"
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        if res.exists() and len(json.loads(res.read_text())["results"]) >= 2:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert p.returncode == 130, (p.returncode, err)
+    assert "interrupted" in err and "Traceback" not in err, err
+    rows = json.loads(res.read_text())["results"]
+    assert len(rows) >= 2 and all(r["verdict"] == "reproduced" for r in rows)
+
+
+def test_bench_core_reports_ratios(tmp_path):
+    r = run("bench", "core", "--out", str(tmp_path), timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "vs_ours" in r.stdout and "pot-loop" in r.stdout and "geomloss" in r.stdout
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rows = doc["results"][0]["details"]["rows"]
+    ours = [x for x in rows if x["method"] == "ours-dense"]
+    assert ours and all(x["err"] is not None and x["err"] <= 1e-4 for x in ours)
+
+
+def test_docs_builds_the_site(tmp_path):
+    r = run("docs", "--out", str(tmp_path / "site"), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "site" / "index.html").exists()
