@@ -58,7 +58,7 @@ def pytest_collection_modifyitems(config, items):
                 cell["execution_count"] = 1
             reason = _cell_skip_reason(cell.source, flags)
             if reason:
-                item.options["skip"] = True
+                item.add_marker(pytest.mark.skip(reason=f"{reason} (skipped as nbdev_test skips it)"))
             continue
         if "slow" in item.keywords and not run_slow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow"))
