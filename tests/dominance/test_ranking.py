@@ -1,0 +1,208 @@
+"""Relative ranking: invariances, consistency of wins/Borda/table, input formats, bad input, the shipped data."""
+import hashlib
+import warnings
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+
+from papercode.core.testing import assert_close
+from papercode.dominance.ranking import as_score_array, kendall_tau, load_alpacaeval, relative_ranking
+
+f64 = torch.float64
+M3 = {"a": "higher", "b": "higher", "c": "higher"}
+
+
+def _chain(seed, n=80, k=4, step=0.3):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 1, 3, generator=g, dtype=f64)
+    return base + 0.7 * torch.randn(n, k, 3, generator=g, dtype=f64) + step * torch.arange(k, dtype=f64)[None, :, None]
+
+
+def test_model_permutation_equivariance():
+    S = _chain(0)
+    names = ["m0", "m1", "m2", "m3"]
+    r = relative_ranking(S, metrics=M3, models=names, n_boot=30)
+    perm = [2, 0, 3, 1]
+    rp = relative_ranking(S[:, perm], metrics=M3, models=[names[i] for i in perm], n_boot=30)
+    assert rp.ranking == r.ranking
+    assert_close(rp.ratios[1:, 1:].nan_to_num(7), r.ratios[perm][:, perm][1:, 1:].nan_to_num(7), rtol=1e-10)
+    assert_close(rp.se, r.se[perm][:, perm], rtol=1e-8)  # same prompt resamples, permuted models
+
+
+def test_prompt_permutation_invariance_of_point_estimates():
+    S = _chain(1)
+    r = relative_ranking(S, metrics=M3, models=list("ABCD"), n_boot=20)
+    rp = relative_ranking(S[torch.randperm(80, generator=torch.Generator().manual_seed(2))], metrics=M3,
+                          models=list("ABCD"), n_boot=20)
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert_close(rp.ratios[off], r.ratios[off], rtol=1e-9)
+
+
+def test_consistency_of_outputs():
+    S = _chain(3, n=120)
+    r = relative_ranking(S, metrics=M3, models=list("ABCD"), n_boot=60, alpha=0.1)
+    k = 4
+    assert torch.equal(r.borda, r.wins.sum(1))
+    assert len(r.table) == int(r.wins.sum())
+    for row in r.table:
+        i, j = r.models.index(row["winner"]), r.models.index(row["loser"])
+        assert row["upper"] < 0 and row["delta"] < 0 and bool(r.wins[i, j])
+    # ranking: sorted by Borda, ties by one-vs-all ratio
+    keys = [(-int(r.borda[r.models.index(m)]), float(r.one_vs_all[r.models.index(m)])) for m in r.ranking]
+    assert keys == sorted(keys)
+    assert_close(r.one_vs_all.mean(), 0.5, atol=1e-12)  # sum of all ε_ij over ordered pairs = k(k-1)/2
+    assert r.boot_one_vs_all.shape == (60, k)
+    assert_close(r.se, r.se.T, rtol=1e-12)
+
+
+def test_univariate_exact_path():
+    "One metric with the squared hinge and λ = 0 is the univariate relative test on del Barrio's ratio."
+    from papercode.dominance.univariate import almost_dominance_ratio
+    S = _chain(4)[:, :, :1]
+    r = relative_ranking(S, metrics={"a": "higher"}, models=list("ABCD"), cost="sqhinge", lam=0, n_boot=20,
+                         standardize=None)
+    assert_close(r.ratios[0, 1], almost_dominance_ratio(S[:, 0, 0], S[:, 1, 0]), rtol=1e-12)
+
+
+def test_dataframe_equals_dict_and_array():
+    pd = pytest.importorskip("pandas")
+    S = _chain(5, n=30, k=3)
+    long = {"prompt_id": np.repeat(np.arange(30), 3), "model": np.tile(["x", "y", "z"], 30),
+            **{m: S[:, :, c].reshape(-1).numpy() for c, m in enumerate("abc")}}
+    a1 = as_score_array(S, metrics=M3, models=["x", "y", "z"]).scores
+    a2 = as_score_array(long, metrics=M3).scores
+    a3 = as_score_array(pd.DataFrame(long).sample(frac=1.0, random_state=0), metrics=M3, models=["x", "y", "z"])
+    assert_close(a2, a1, rtol=0); assert a3.models == ("x", "y", "z")
+    order = np.argsort(np.asarray(a3.prompts))
+    assert_close(a3.scores[order], a1, rtol=1e-12)  # rows follow the table's first appearance of each prompt
+    a4 = as_score_array({"x": S[:, 0], "y": S[:, 1], "z": S[:, 2]}, metrics=M3)
+    assert_close(a4.scores, a1, rtol=0)
+
+
+def test_rank_standardisation_is_pooled_and_increasing():
+    S = _chain(6, n=50, k=3)
+    A = as_score_array(S, metrics=M3, models=list("xyz")).scores
+    flat, fa = S.reshape(-1, 3), A.reshape(-1, 3)
+    for c in range(3):  # same order of all 150 values per metric, mean 0, sd 1
+        assert torch.equal(torch.argsort(flat[:, c]), torch.argsort(fa[:, c]))
+        assert_close(fa[:, c].mean(), 0.0, atol=1e-12); assert_close(fa[:, c].std(), 1.0, rtol=1e-12)
+    low = as_score_array(-S, metrics={"a": "lower", "b": "lower", "c": "lower"}, models=list("xyz")).scores
+    assert_close(low, A, rtol=0)
+
+
+def test_missing_rows_are_nan():
+    S = _chain(7, n=20, k=2)
+    long = {"prompt_id": list(range(20)) + list(range(19)), "model": ["x"] * 20 + ["y"] * 19,
+            **{m: S[:, 0, c].tolist() + S[:19, 1, c].tolist() for c, m in enumerate("abc")}}
+    with pytest.raises(ValueError, match="1 of 20 prompts have NaN or missing scores"):
+        as_score_array(long, metrics=M3)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        sa = as_score_array(long, metrics=M3, nan="drop")
+    assert sa.n_dropped == 1 and sa.scores.shape == (19, 2, 3) and "dropped 1 of 20" in str(w[0].message)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(metrics=("a", "b", "c")), "orientation missing"),
+    (dict(metrics={"a": "higher", "b": "higher", "c": "max"}), "orientation of 'c'"),
+    (dict(models=["A", "B"]), "2 names for 4 models"),
+    (dict(models=["A", "A", "B", "C"]), "duplicate names"),
+    (dict(alpha=1.5), "alpha: must lie in"),
+    (dict(nan="ignore"), "nan: expected"),
+])
+def test_bad_arguments(bad, match):
+    kw = dict(metrics=M3, models=list("ABCD"), n_boot=20)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=match):
+        relative_ranking(_chain(8), **kw)
+
+
+def test_infinite_and_constant_scores():
+    S = _chain(9)
+    S2 = S.clone(); S2[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="infinite"):
+        relative_ranking(S2, metrics=M3, models=list("ABCD"))
+    S3 = S.clone(); S3[..., 2] = 1.0
+    with pytest.raises(ValueError, match=r"\['c'\] constant"):
+        relative_ranking(S3, metrics=M3, models=list("ABCD"))
+
+
+def test_kendall_tau():
+    assert kendall_tau("abcd", "abcd") == 1.0 and kendall_tau("abcd", "dcba") == -1.0
+    assert kendall_tau(["a", "b", "c"], ["b", "a", "c"]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="same models"):
+        kendall_tau("abc", "abd")
+
+
+def test_shipped_data_matches_readme_checksums():
+    readme = resources.files("papercode.dominance").joinpath("data", "README.md").read_text(encoding="utf-8")
+    for name in ("alpacaeval_7b_metrics.csv", "alpacaeval_7b_leaderboard.csv"):
+        digest = hashlib.sha256(resources.files("papercode.dominance").joinpath("data", name).read_bytes()).hexdigest()
+        assert f"{digest}  {name}" in readme
+    ae = load_alpacaeval()
+    assert ae.scores.shape == (805, 12, 4) and not np.isnan(ae.scores).any()
+    assert ae.leaderboard["merlinite-7B-AOT"]["length_controlled_winrate"] == pytest.approx(31.721885)
+    assert ae.lc_ranking[0] == "merlinite-7B-AOT" and ae.lc_ranking[-1] == "llama-2-7b-chat-hf"
+    assert (ae.scores[..., 3] <= 0).all()  # m4 = -|log length ratio|
+
+
+def test_bootstrap_replicates_are_explicit_resamples():
+    "Each replicate's one-vs-all ratios equal those of the explicitly resampled prompts (violation_ratio per pair)."
+    from papercode.dominance.inference import bootstrap_weights
+    from papercode.dominance.violation import violation_ratio
+    S = _chain(10, n=40, k=3)
+    r = relative_ranking(S, metrics=M3, models=list("ABC"), n_boot=10, seed=4, standardize=None, lam=0.5, tol=1e-12)
+    W = bootstrap_weights(40, 10, generator=torch.Generator().manual_seed(4))
+    for b in (0, 3, 9):
+        idx = torch.repeat_interleave(torch.arange(40), (W[b] * 40).round().long())
+        e = [np.mean([violation_ratio(S[idx, i], S[idx, j], lam=0.5, tol=1e-12).ratio.item() for j in range(3) if j != i])
+             for i in range(3)]
+        assert_close(r.boot_one_vs_all[b], torch.tensor(e, dtype=f64), rtol=1e-8)
+
+
+def _three(g, n, d, deltas):
+    u = torch.randn(n, 1, d, generator=g, dtype=f64)
+    return (u + torch.randn(n, 3, d, generator=g, dtype=f64)) / 2 ** 0.5 + torch.tensor(deltas, dtype=f64)[None, :, None]
+
+
+def test_o14_power_with_shifted_models():
+    "O14: with clearly shifted models (k = 3) every true relation is declared at n = 200, and in the right direction."
+    g = torch.Generator().manual_seed(140)
+    for s in range(3):
+        r = relative_ranking(_three(g, 200, 3, (0.0, 0.4, 0.8)), metrics=M3, models=list("abc"), n_boot=50, seed=s)
+        assert bool(r.wins[2, 1]) and bool(r.wins[1, 0]) and bool(r.wins[2, 0])
+        assert int(r.wins.sum()) == 3 and r.ranking == ("c", "b", "a")
+
+
+@pytest.mark.parametrize("n,sims", [pytest.param(50, 40), pytest.param(200, 200, marks=pytest.mark.slow)])
+def test_o14_type_one_error_exchangeable(n, sims):
+    "O14: under exchangeable models (k = 3) the family-wise rate of any declared win stays within binomial tolerance of α."
+    from scipy.stats import binom
+    g = torch.Generator().manual_seed(141 + n)
+    alpha = 0.05
+    fp = sum(bool(relative_ranking(_three(g, n, 3, (0.0, 0.0, 0.0)), metrics=M3, models=list("abc"), n_boot=50,
+                                   seed=s, alpha=alpha).wins.any()) for s in range(sims))
+    limit = binom.ppf(0.99, sims, alpha)  # 99% one-sided binomial limit at the nominal level
+    assert fp <= limit, (fp, limit, sims)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_device_argument(device):
+    "Solving on `device` gives the CPU numbers (results come back on the CPU)."
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    S = _chain(11, n=60, k=3)
+    r0 = relative_ranking(S, metrics=M3, models=list("ABC"), n_boot=20, tol=1e-10)
+    r1 = relative_ranking(S, metrics=M3, models=list("ABC"), n_boot=20, tol=1e-10, device=device)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert r1.ratios.device.type == "cpu"
+    assert_close(r1.ratios[off], r0.ratios[off], rtol=1e-9); assert_close(r1.se, r0.se, rtol=1e-7)
+
+
+def test_public_api_importable_from_package():
+    import papercode.dominance as dom
+    for name in ("violation_ratio", "dominance_test", "relative_ranking", "almost_dominance_ratio",
+                 "first_order_dominance", "load_alpacaeval", "ViolationResult", "DominanceTest", "RankingResult"):
+        assert callable(getattr(dom, name)), name
