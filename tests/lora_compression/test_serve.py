@@ -1,0 +1,52 @@
+"""Serving paths against dense references, with mixed ranks and random batches; import hygiene."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from papercode.core.testing import assert_close
+from papercode.lora_compression.compress import jd_full, svd_compress
+from papercode.lora_compression.data import make_lora_collection, stack_slot
+from papercode.lora_compression.serve import bgmv_forward, jd_forward, loop_forward
+
+
+@pytest.mark.parametrize("T", [1, 7, 64])
+def test_bgmv_and_loop_equal_dense_with_mixed_ranks(T):
+    coll = make_lora_collection(6, 20, 18, 8, ranks=(2, 8, 5), seed=T).collection
+    g = torch.Generator().manual_seed(T)
+    x = torch.randn(T, 18, generator=g, dtype=torch.float64); base = torch.randn(T, 20, generator=g, dtype=torch.float64)
+    ids = torch.randint(-1, 6, (T,), generator=g)
+    dense = base.clone()
+    for t in range(T):
+        if ids[t] >= 0: dense[t] += coll[coll.names[ids[t]]]["layers.0.q_proj"].delta() @ x[t]
+    for f in (bgmv_forward, loop_forward):
+        assert_close(f(x, base, coll, ids), dense, rtol=1e-10, atol=1e-10)
+        assert_close(f(x, base, stack_slot(coll, "layers.0.q_proj"), ids), dense, rtol=1e-10, atol=1e-10)
+
+
+def test_svd_serving_is_per_adapter_clusters():
+    "SVD compression = every adapter its own cluster: jd_forward serves it too."
+    coll = make_lora_collection(5, 16, 12, 4, seed=0).collection
+    comp = svd_compress(coll, 4)  # full rank: exact
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 12, generator=g, dtype=torch.float64); base = torch.zeros(9, 16, dtype=torch.float64)
+    ids = torch.randint(0, 5, (9,), generator=g)
+    assert_close(jd_forward(x, base, comp, ids), bgmv_forward(x, base, coll, ids), rtol=1e-9, atol=1e-10)
+
+
+def test_float32_inputs_with_float64_compression():
+    coll = make_lora_collection(4, 16, 12, 4, seed=0).collection
+    comp = jd_full(coll, 8)
+    x = torch.randn(5, 12); base = torch.randn(5, 16)
+    y = jd_forward(x, base, comp, torch.tensor([0, 1, -1, 3, 3]))
+    assert y.dtype == torch.float32 and torch.equal(y[2], base[2])
+
+
+def test_import_hygiene():
+    "`import papercode` and the chapter's modules (but the kernels) import neither triton, peft nor transformers."
+    code = ("import sys, papercode, papercode.core.lora, papercode.lora_compression.compress, papercode.lora_compression.cluster, "
+            "papercode.lora_compression.serve, papercode.lora_compression.tasks, papercode.lora_compression.experiments; "
+            "bad = [m for m in ('triton', 'peft', 'transformers', 'safetensors') if m in sys.modules]; assert not bad, bad")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
