@@ -277,6 +277,17 @@ def test_plotly_figures_draw_and_sliders_change_them(report):
     assert not dead, f"slider click did not change the figure: {dead}"
 
 
+def test_every_chapter_has_a_working_slider_figure(report):
+    "CHAPTER_DONE item 5: each chapter on the site has at least one plotly figure whose slider changes it."
+    chapters = {}
+    for p in report["pages"]:
+        if "/" in p["path"]:
+            ok = any(s["changed"] for f in p["plotly"] for s in f["sliders"])
+            chapters[p["path"].split("/")[0]] = chapters.get(p["path"].split("/")[0], False) or ok
+    assert chapters, "no chapter pages in the report"
+    missing = sorted(c for c, ok in chapters.items() if not ok)
+    assert not missing, f"chapters without an interactive (slider) plotly figure: {missing}"
+
 def test_widgets_render_and_respond(report):
     bad = _bad(report, lambda p: p["widgets"]["rendered"] < p["widgets"]["views"] and p["widgets"])
     assert not bad, f"widget views not rendered: {bad}"
