@@ -2,12 +2,12 @@
 intra-op thread made each small kernel orders of magnitude slower (measured: 3 ms instead of 2 µs for an exp of
 2 100 numbers). The previous setting is restored after each test."""
 import pytest
-import torch
+
+from papercode.core.utils import torch_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    "Each test with one torch thread (small problems; see papercode.core.utils.torch_threads), restored afterwards."
+    with torch_threads(1):
+        yield

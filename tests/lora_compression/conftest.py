@@ -1,11 +1,11 @@
 """Chapter 02 tests: tiny float64 problems, where extra threads only add overhead on a shared machine."""
 import pytest
-import torch
+
+from papercode.core.utils import torch_threads
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_torch_thread():
+    "Each test with one torch thread (small problems; see papercode.core.utils.torch_threads), restored afterwards."
+    with torch_threads(1):
+        yield
