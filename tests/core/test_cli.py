@@ -68,24 +68,38 @@ def test_cuda_request_without_gpu_exits_2():
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_ctrl_c_keeps_results_written_so_far(tmp_path):
-    # online_memory runs last and takes seconds: interrupt once the first rows are saved
-    p = subprocess.Popen(["papercode", "reproduce", "core", "--out", str(tmp_path)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    res = tmp_path / "results.json"
+def _interrupt_after_first_row(out):
+    "Start `papercode reproduce core`, send SIGINT once results.json holds a row; (returncode, stderr)."
+    # SIGINT back to its default in the child: a shell's background job (`cmd &`) starts with SIGINT ignored,
+    # which the child would inherit and so never see the interrupt.
+    p = subprocess.Popen(["papercode", "reproduce", "core", "--out", str(out)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    res = out / "results.json"
     t0 = time.time()
-    while time.time() - t0 < 120:
-        if res.exists() and len(json.loads(res.read_text())["results"]) >= 2:
-            break
-        time.sleep(0.05)
+    while time.time() - t0 < 120 and p.poll() is None:
+        try:
+            if res.exists() and len(json.loads(res.read_text())["results"]) >= 1:
+                break
+        except json.JSONDecodeError:  # caught mid-write
+            pass
+        time.sleep(0.02)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=120)
-    if p.returncode == 0:
-        pytest.skip("the run finished before the interrupt arrived")
-    assert p.returncode == 130, (p.returncode, err)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, err
+
+
+def test_ctrl_c_keeps_results_written_so_far(tmp_path):
+    # three experiments (seconds each) remain after the first row; a run that still wins the race is retried
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        rc, err = _interrupt_after_first_row(out)
+        if rc != 0:
+            break
+    assert rc == 130, (rc, err)
     assert "interrupted" in err and "Traceback" not in err, err
-    rows = json.loads(res.read_text())["results"]
-    assert len(rows) >= 2 and all(r["verdict"] == "reproduced" for r in rows)
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert 1 <= len(rows) < 4 and all(r["verdict"] == "reproduced" for r in rows)
 
 
 def test_bench_core_reports_ratios(tmp_path):
