@@ -210,7 +210,7 @@ def test_shared_trajectories_same_result():
     r = igw(X, Y, n_init=6)
     singles = [igw(X, Y, init=A, sign_flips=False, n_init=0).value.item()
                for A in __import__("papercode.igw.distance", fromlist=["_inits"])._inits(
-                   X, Y, r.a, r.b, 6, True, None, torch.Generator().manual_seed(0))]
+                   X, Y, r.a, r.b, 6, True, None, torch.Generator().manual_seed(0), product=True)]
     assert_close(r.restart_values, torch.tensor(singles, dtype=torch.float64), rtol=1e-12)
 
 
