@@ -128,7 +128,7 @@ async function checkWidgets(page) {
     const after = (await readout.textContent())?.trim();
     res.sliders.push({ before, after, changed: before !== after });
   }
-  // the anywidget example of nbs/00_core/50_site.ipynb: a button that counts its clicks
+  // the anywidget example of nbs/00_core/lab/40_site.ipynb: a button that counts its clicks
   const counters = page.locator("button.papercode-counter");
   for (let i = 0; i < (await counters.count()); i++) {
     const b = counters.nth(i);

@@ -5,17 +5,21 @@
 # %% ../../nbs/00_core/90_experiments.ipynb #b948a200
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import warnings
 
 import numpy as np
 import torch
 
-from .registry import Outcome, RunContext, benchmark, experiment
+from .lab.registry import Outcome, RunContext, benchmark, experiment
+from .ot import PointCloudCost, emd, ot_1d, sinkhorn
+from .ot.assignment import assignment
+from .ot.bench import caps, compare, format_rows, grid
+from .plotting import figure
+from .utils import PeakRSS, run_in_child
 
 # %% auto #0
-__all__ = ['sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 'online_memory', 'bench_sinkhorn']
+__all__ = ['sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 'peak_rss_sinkhorn', 'online_memory',
+           'bench_sinkhorn']
 
 # %% ../../nbs/00_core/90_experiments.ipynb #226a0265
 @experiment("core", "sinkhorn_vs_pot",
@@ -24,7 +28,6 @@ __all__ = ['sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 
             tol="max relative difference <= 1e-6")
 def sinkhorn_vs_pot(ctx: RunContext) -> Outcome:
     import ot
-    from papercode.core.ot import PointCloudCost, sinkhorn
     n = 64 if ctx.tiny else 1000
     g = ctx.generator()
     x = torch.randn(n, 3, generator=g, dtype=torch.float64)
@@ -54,7 +57,6 @@ def sinkhorn_vs_pot(ctx: RunContext) -> Outcome:
             paper="exact cost from POT's network simplex (ot.emd2)",
             tol="monotone; relative gap <= 1% at the smallest eps")
 def eps_to_exact(ctx: RunContext) -> Outcome:
-    from papercode.core.ot import PointCloudCost, emd, sinkhorn
     n = 50 if ctx.tiny else 400
     g = ctx.generator()
     x = torch.randn(n, 2, generator=g, dtype=torch.float64)
@@ -74,15 +76,10 @@ def eps_to_exact(ctx: RunContext) -> Outcome:
                    details=dict(eps=epss, values=vals, exact=exact), figures={"eps_to_exact": fig})
 
 def _eps_figure(epss, vals, exact):
-    import matplotlib.pyplot as plt
-    from papercode.core.plotting import mpl_style
-    with mpl_style():
-        fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    with figure(figsize=(4.5, 2.8)) as (fig, ax):
         ax.semilogx(epss, vals, "o-", label=r"$\langle P_\varepsilon, C\rangle$")
         ax.axhline(exact, color="k", ls="--", lw=1, label="exact OT (emd)")
         ax.set_xlabel(r"$\varepsilon$"); ax.set_ylabel("transport cost"); ax.legend()
-        fig.tight_layout()
-    plt.close(fig)
     return fig
 
 # %% ../../nbs/00_core/90_experiments.ipynb #07a50640
@@ -92,7 +89,6 @@ def _eps_figure(epss, vals, exact):
             tol="relative difference <= 1e-9")
 def ot1d_exact(ctx: RunContext) -> Outcome:
     import scipy.stats
-    from papercode.core.ot import emd, ot_1d
     n, m = (30, 20) if ctx.tiny else (600, 400)
     g = ctx.generator()
     x = torch.randn(n, generator=g, dtype=torch.float64); y = torch.randn(m, generator=g, dtype=torch.float64) * 2
@@ -114,7 +110,6 @@ def ot1d_exact(ctx: RunContext) -> Outcome:
             tol="relative difference <= 1e-9, all certified")
 def assignment_exact(ctx: RunContext) -> Outcome:
     from scipy.optimize import linear_sum_assignment
-    from papercode.core.ot.assignment import assignment
     n = 120 if ctx.tiny else 1000
     g = ctx.generator()
     X, Y = torch.randn(n, 2, generator=g, dtype=torch.float64), torch.randn(n, 2, generator=g, dtype=torch.float64)
@@ -130,21 +125,17 @@ def assignment_exact(ctx: RunContext) -> Outcome:
                    passed=worst <= 1e-9 and certified, value=worst, details=dict(methods=methods))
 
 # %% ../../nbs/00_core/90_experiments.ipynb #c4135474
-def _peak_rss_mb(n: int, d: int = 2, iters: int = 3) -> float:
-    "Peak RSS growth (MB) of a few on-the-fly Sinkhorn iterations at n = m, in a child process."
-    code = f"""
-import warnings, torch
-from papercode.core.ot import PointCloudCost, sinkhorn
-from papercode.core.utils import PeakRSS
-torch.manual_seed(0)
-x, y = torch.rand({n}, {d}), torch.rand({n}, {d})
-with warnings.catch_warnings(), PeakRSS() as pk:
-    warnings.simplefilter("ignore")
-    sinkhorn(None, None, PointCloudCost(x, y), 0.05, max_iter={iters})
-print(pk.mb)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def peak_rss_sinkhorn(n: int,  # points per cloud (n = m)
+                      d: int = 2,  # dimension
+                      iters: int = 3,  # Sinkhorn iterations
+                      ) -> float:
+    "Peak RSS growth (MB) of a few on-the-fly Sinkhorn iterations at n = m (run it in a fresh process)."
+    torch.manual_seed(0)
+    x, y = torch.rand(n, d), torch.rand(n, d)
+    with warnings.catch_warnings(), PeakRSS() as pk:
+        warnings.simplefilter("ignore")  # a few iterations do not converge, by design
+        sinkhorn(None, None, PointCloudCost(x, y), 0.05, max_iter=iters)
+    return pk.mb
 
 @experiment("core", "online_memory",
             claim="PointCloudCost keeps Sinkhorn's memory O(n+m): peak memory does not grow with n*m",
@@ -152,7 +143,7 @@ print(pk.mb)
             tol="peak growth from the smaller to the 16x larger n*m below 5% of the larger dense matrix")
 def online_memory(ctx: RunContext) -> Outcome:
     n1, n2 = (4000, 16000) if ctx.tiny else (8000, 32000)  # both above one block (BLOCK_ELEMS)
-    p1, p2 = _peak_rss_mb(n1), _peak_rss_mb(n2)
+    p1, p2 = (run_in_child(peak_rss_sinkhorn, n) for n in (n1, n2))
     dense_mb = 4 * n2 * n2 / 2**20
     return Outcome(ours=f"peak +{p1:.0f} MB at n={n1}, +{p2:.0f} MB at n={n2} (dense C: {dense_mb:.0f} MB)",
                    passed=(p2 - p1) < 0.05 * dense_mb, value=p2 - p1,
@@ -163,7 +154,6 @@ def online_memory(ctx: RunContext) -> Outcome:
            what="Sinkhorn time/iterations/marginal error/peak memory, same eps and l1 tolerance 1e-4, float32",
            baseline="POT sinkhorn_log in a loop, POT solve_batch, GeomLoss tensorized (ratios vs ours-dense)")
 def bench_sinkhorn(ctx: RunContext) -> Outcome:
-    from papercode.core.ot.bench import caps, compare, format_rows, grid
     rows = []
     for B, n, d in ctx.progress(grid(ctx.scale), desc="cases"):
         rows += compare(B, n, d, seed=ctx.seed, max_B=caps(n))

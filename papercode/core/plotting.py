@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['PLOTLY_MIME', 'MPL_STYLE', 'slider_figure', 'plotly_bundle', 'show_plotly', 'mpl_style', 'use_mpl_style',
+__all__ = ['PLOTLY_MIME', 'MPL_STYLE', 'slider_figure', 'plotly_bundle', 'show_plotly', 'mpl_style', 'use_mpl_style', 'figure',
            'save_figure']
 
 # %% ../../nbs/00_core/20_plotting.ipynb #a82c5ca4
@@ -114,6 +114,22 @@ def use_mpl_style() -> None:
     "Apply papercode's matplotlib style until the process ends (for notebooks)."
     import matplotlib as mpl
     mpl.rcParams.update(MPL_STYLE)
+
+# %% ../../nbs/00_core/20_plotting.ipynb #4de5d369
+@contextlib.contextmanager
+def figure(nrows: int = 1,  # rows of axes
+           ncols: int = 1,  # columns of axes
+           **subplots_kw,  # passed to `plt.subplots` (figsize, sharex, sharey, ...)
+           ):
+    "Yield `(fig, axes)` from `plt.subplots` under the house style; lay the figure out and close it on exit."
+    import matplotlib.pyplot as plt
+    with mpl_style():
+        fig, axes = plt.subplots(nrows, ncols, **subplots_kw)
+        try:
+            yield fig, axes
+            fig.tight_layout()
+        finally:
+            plt.close(fig)
 
 # %% ../../nbs/00_core/20_plotting.ipynb #e41672d6
 def save_figure(fig,  # a matplotlib Figure or a plotly Figure

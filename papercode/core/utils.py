@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'PeakRSS', 'torch_threads', 'one_thread']
+__all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'PeakRSS', 'torch_threads',
+           'one_thread', 'run_in_child']
 
 # %% ../../nbs/00_core/00_utils.ipynb #4c529df2
 def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu", "cuda", "cuda:k" or a torch.device
@@ -90,6 +91,37 @@ def check_tensor(x,  # the value to check (tensor, array or nested list)
         raise ValueError(f"{name}: contains negative entries (min {x.min().item():.3g})")
     return x
 
+# %% ../../nbs/00_core/00_utils.ipynb #67692249
+def check_weights(w,  # (n,) weights, (B, n) with `batch=True`, or None for uniform 1/n
+                  name: str,  # the argument's name, used in error messages
+                  n: int,  # the number of points the weights sit on
+                  *, where: str = "there are {n} points",  # how to name n in the length error ("{n}" is filled in)
+                  batch: bool = False,  # allow a (B, n) batch of weight vectors
+                  total: float | None = None,  # required sum of each weight vector (1.0 for probabilities); None: any
+                  like: torch.Tensor | None = None,  # dtype and device of the result; None keeps w's (floats) or float64
+                  ) -> torch.Tensor:
+    "`w` checked (finite, non-negative, real, n entries, optional total) in `like`'s dtype, or uniform 1/n when None."
+    dtype = like.dtype if like is not None else None
+    device = like.device if like is not None else None
+    if w is None:
+        return torch.full((n,), 1.0 / n, dtype=dtype or torch.float64, device=device)
+    w = check_tensor(w, name, ndim=(1, 2) if batch else 1, dtype=dtype, device=device)
+    if w.is_complex():
+        raise ValueError(f"{name}: complex weights (dtype {w.dtype})")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name}: contains negative entries (min {w.min().item():.3g})")
+    w = w.to(dtype=dtype or (w.dtype if w.is_floating_point() else torch.float64), device=device or w.device)
+    if w.shape[-1] != n:
+        raise ValueError(f"{name}: has {w.shape[-1]} entries but {where.format(n=n)}")
+    if total is not None:
+        s = w.sum(-1)
+        tol = max(1e-6, n * torch.finfo(w.dtype).eps) * abs(total)  # float32 sums of many weights carry rounding error
+        off = (s - total).abs() > tol
+        if bool(off.any()):
+            bad = s.reshape(-1)[off.reshape(-1)][0].item()
+            raise ValueError(f"{name}: weights must sum to {total:g} (got a sum of {bad:.6g}); divide them by their sum")
+    return w
+
 # %% ../../nbs/00_core/00_utils.ipynb #83d27962
 def _proc_status_kb(key: str) -> int | None:
     try:
@@ -140,3 +172,60 @@ def one_thread(fn):
     def wrapped(*args, **kwargs):
         with torch_threads(1): return fn(*args, **kwargs)
     return wrapped
+
+# %% ../../nbs/00_core/00_utils.ipynb #781ebab2
+import importlib
+import multiprocessing
+import threading
+import traceback
+
+_ENV_LOCK = threading.Lock()
+
+def _child_main(conn, fn, args, kwargs):
+    try:
+        conn.send(("ok", fn(*args, **kwargs)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+def run_in_child(fn,  # a function importable by module and name (not a lambda or a notebook-local function)
+                 *args,  # positional arguments (picklable)
+                 env: dict | None = None,  # extra environment variables for the child, e.g. {"OMP_NUM_THREADS": "1"}
+                 timeout: float | None = None,  # seconds before the child is stopped (TimeoutError); None: no limit
+                 **kwargs,  # keyword arguments (picklable)
+                 ):
+    "Return `fn(*args, **kwargs)` computed in a fresh Python process (spawn), with `env` added to its environment."
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    if "<" in name or getattr(fn, "__module__", "__main__") == "__main__":
+        raise ValueError(f"fn: {name} cannot be imported by a child process; use a module-level function of a package")
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    # the child imports its entry point by name: this module's `_child_main`, also when called from a notebook
+    target = importlib.import_module("papercode.core.utils")._child_main
+    proc = ctx.Process(target=target, args=(child, fn, args, kwargs), daemon=True)
+    with _ENV_LOCK:  # the spawned interpreter copies os.environ when it starts
+        saved = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update({k: str(v) for k, v in (env or {}).items()})
+        try:
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise TimeoutError(f"{name} did not finish in {timeout:g} s in its child process (stopped)")
+        kind, value = parent.recv()
+    except EOFError:
+        proc.join()
+        raise ChildProcessError(f"{name}: the child process died without a result (exit code {proc.exitcode})") from None
+    finally:
+        if proc.is_alive() and not parent.poll(0):
+            proc.terminate()
+        proc.join()
+        parent.close()
+    if kind == "error":
+        raise ChildProcessError(f"{name} failed in its child process:\n{value}")
+    return value

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.registry import Outcome, RunContext, benchmark, experiment
+from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 from .inference import bootstrap_weights, dominance_test
 from .ranking import as_score_array, kendall_tau, load_alpacaeval, relative_ranking
 from .violation import cost_matrix, violation_ratio

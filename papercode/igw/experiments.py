@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from ..core.registry import Outcome, RunContext, benchmark, experiment
+from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 
 # %% auto #0
 __all__ = ['jko_velocity', 'potential_flow', 'moment_matching', 'linear_target_flow', 'global_flow', 'global_interpolation',

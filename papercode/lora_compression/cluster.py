@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ..core.lora import LoraCollection
+from ..core.models.lora import LoraCollection
 from .data import SlotStack
 from .compress import (JDCompressed, _check_common, _jd_diag_slot, _jd_full_slot,
                                                  _project_stack, _stacks, _weights, factored_svd)

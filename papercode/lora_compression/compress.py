@@ -12,7 +12,7 @@ from typing import Mapping
 
 import torch
 
-from ..core.lora import LoraCollection, LoraFactors, write_peft_adapter
+from ..core.models.lora import LoraCollection, LoraFactors, write_peft_adapter
 from .data import SlotStack, stack_collection, stack_slot
 
 # %% auto #0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.lora import LoraCollection, LoraFactors
+from ..core.models.lora import LoraCollection, LoraFactors
 
 # %% auto #0
 __all__ = ['SlotStack', 'stack_slot', 'stack_collection', 'SyntheticCollection', 'make_lora_collection']

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.lora import LoraCollection
-from ..core.registry import Outcome, RunContext, benchmark, experiment
+from ..core.models.lora import LoraCollection
+from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 from .cluster import adjusted_rand_index, cluster_jd
 from .compress import jd_diag, jd_full, svd_compress
 from .data import make_lora_collection

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.lora import LoraCollection
+from ..core.models.lora import LoraCollection
 from .data import SlotStack, stack_slot
 from .compress import JDCompressed
 

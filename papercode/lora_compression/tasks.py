@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..core.lora import LoraCollection, LoraFactors
+from ..core.models.lora import LoraCollection, LoraFactors
 from .compress import JDCompressed
 
 # %% auto #0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.registry import Outcome, RunContext, benchmark, experiment
+from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 
 # %% auto #0
 __all__ = ['TSConfig', 'ts_accuracy_stationarity', 'SimConfig', 'simulated_lofo', 'LLMConfig', 'llm_lofo', 'efficiency_claim',
@@ -135,7 +135,7 @@ def llm_lofo(ctx: RunContext) -> Outcome:
             paper="'a fraction of the computational cost' (abstract); Fig. 1: Thermometer's runtime close to the LLM's single pass, far below multi-pass methods",
             tol="Thermometer time per task < 1% of the LLM's scoring time for the same task")
 def efficiency_claim(ctx: RunContext) -> Outcome:
-    from papercode.core.llm import llm_missing
+    from papercode.core.models.llm import llm_missing
     from papercode.thermometer.llm_eval import LLM_FIT, load_timings
     from papercode.thermometer.model import fit_thermometer, predict_temperature
     from papercode.thermometer.tasks import FAMILIES, load_benchmark, make_task
@@ -157,7 +157,7 @@ def efficiency_claim(ctx: RunContext) -> Outcome:
     ratio = th / llm_rec["seconds"]
     live = ""
     if not ctx.tiny and llm_missing() is None:
-        from papercode.core.llm import load_llm, score_choices
+        from papercode.core.models.llm import load_llm, score_choices
         t = make_task(held)
         llm = load_llm()
         t0 = time.perf_counter(); score_choices(llm, t.prompts[:8], t.options[:8], progress=False)
@@ -174,7 +174,7 @@ def efficiency_claim(ctx: RunContext) -> Outcome:
            what="seconds to obtain a temperature for one new task of 96 prompts (median of repeats, CPU, 1 thread)",
            baseline="the LLM's own scoring time for the same task (recorded at tiny scale; live at paper scale)")
 def bench_calibration_cost(ctx: RunContext) -> Outcome:
-    from papercode.core.llm import llm_missing
+    from papercode.core.models.llm import llm_missing
     from papercode.thermometer.llm_eval import LLM_FIT, load_timings
     from papercode.thermometer.model import cpu_threads, fit_thermometer, predict_temperature
     from papercode.thermometer.tasks import load_benchmark, make_task
@@ -184,7 +184,7 @@ def bench_calibration_cost(ctx: RunContext) -> Outcome:
     tim = load_timings()
     live = not ctx.tiny and llm_missing() is None
     if live:
-        from papercode.core.llm import load_llm, score_choices
+        from papercode.core.models.llm import load_llm, score_choices
         llm = load_llm()
 
     def med(fn, reps):

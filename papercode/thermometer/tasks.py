@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..core.llm import cached_scores, cache_key, llm_missing
+from ..core.models.llm import cached_scores, cache_key, llm_missing
 
 # %% auto #0
 __all__ = ['CAPITALS', 'CONTINENTS', 'LANGUAGES', 'ANTONYMS', 'SYNONYMS', 'PLURALS', 'PAST', 'SOUNDS', 'COLOURS', 'ANIMAL_CLASS',

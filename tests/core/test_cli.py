@@ -49,7 +49,7 @@ def test_reproduce_core_prints_tables_and_writes_json(tmp_path):
 ])
 def test_bad_requests_are_one_line_and_exit_2(args, needle):
     if "_no_bench_" in args:  # a chapter that registers no benchmark (yet): whichever that is today
-        from papercode.core.registry import MODULES, discover
+        from papercode.core.lab.registry import MODULES, discover
         benched = {e.module for e in discover().values() if e.kind == "bench"}
         idle = [m for m in MODULES if m not in benched]
         if not idle:

@@ -26,9 +26,9 @@ print(len(mods))
 
 
 def test_readme_is_generated_from_the_home_page():
-    from papercode.core.readme import render_readme
+    from papercode.core.lab.readme import render_readme
     assert (ROOT / "README.md").read_text(encoding="utf-8") == render_readme(ROOT / "nbs" / "index.ipynb"), \
-        "README.md differs from nbs/index.ipynb: run `python -m papercode.core.readme`"
+        "README.md differs from nbs/index.ipynb: run `python -m papercode.core.lab.readme`"
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -41,8 +41,9 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_chapters_match_the_sidebar():
     import yaml
-    from papercode.core.registry import CHAPTERS
+    from papercode.core.lab.registry import CHAPTERS
     q = yaml.safe_load((ROOT / "_quarto.yml").read_text())
     globs = [s["contents"] for s in q["website"]["sidebar"]["contents"] if isinstance(s, dict)]
-    assert globs == [f"{c.folder}/*.ipynb" for c in CHAPTERS]
+    wings = ["00_core/ot/*.ipynb", "00_core/models/*.ipynb", "00_core/lab/*.ipynb"]
+    assert globs == [f"{CHAPTERS[0].folder}/*.ipynb", *wings] + [f"{c.folder}/*.ipynb" for c in CHAPTERS[1:]]
     assert (ROOT / "nbs" / "_quarto.yml").resolve() == (ROOT / "_quarto.yml").resolve()

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from papercode.core.llm import cached_scores, llm_missing, load_llm, score_choices
+from papercode.core.models.llm import cached_scores, llm_missing, load_llm, score_choices
 from papercode.core.testing import assert_close, require
 
 QS = ["The opposite of hot is", "The colour of fresh grass is", "A dog is an"]

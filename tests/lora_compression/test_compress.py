@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from papercode.core.lora import LoraCollection, LoraFactors
+from papercode.core.models.lora import LoraCollection, LoraFactors
 from papercode.core.testing import assert_close
 from papercode.lora_compression.cluster import adjusted_rand_index, cluster_jd
 from papercode.lora_compression.compress import (_jd_diag_slot, _weights, factored_svd, jd_diag, jd_full,

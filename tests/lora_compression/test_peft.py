@@ -20,7 +20,7 @@ def _needs_peft():
     require(peft is not None, 'peft/transformers are not installed (pip install -e ".[lora_compression]")')
 
 
-from papercode.core.lora import load_peft_collection, read_peft_adapter
+from papercode.core.models.lora import load_peft_collection, read_peft_adapter
 from papercode.core.testing import assert_close
 from papercode.lora_compression.compress import jd_full, jd_diag
 from papercode.lora_compression.cluster import cluster_jd

@@ -45,7 +45,7 @@ def test_float32_inputs_with_float64_compression():
 
 def test_import_hygiene():
     "`import papercode` and the chapter's modules (but the kernels) import neither triton, peft, transformers nor scikit-learn."
-    code = ("import sys, papercode, papercode.core.lora, papercode.lora_compression.compress, papercode.lora_compression.cluster, "
+    code = ("import sys, papercode, papercode.core.models.lora, papercode.lora_compression.compress, papercode.lora_compression.cluster, "
             "papercode.lora_compression.serve, papercode.lora_compression.tasks, papercode.lora_compression.experiments; "
             "bad = [m for m in ('triton', 'peft', 'transformers', 'safetensors', 'sklearn') if m in sys.modules]; assert not bad, bad")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from papercode.core.lora import LoraCollection
+from papercode.core.models.lora import LoraCollection
 from papercode.core.testing import assert_close
 from papercode.lora_compression.compress import jd_full
 from papercode.lora_compression.tasks import load_digits_split, make_task_suite, task_accuracy, train_task_loras

@@ -1,6 +1,6 @@
 """The offline documentation site, built and checked in a real browser.
 
-A session fixture builds the site (`papercode.core.site.build_site`) into a temporary folder, serves it on
+A session fixture builds the site (`papercode.core.lab.site.build_site`) into a temporary folder, serves it on
 127.0.0.1 (a free port) and runs `site/browser_check.mjs`: headless Debian Chromium driven by
 playwright-core visits every page, blocks and records any request that leaves 127.0.0.1, probes math,
 plotly figures and widgets, and writes a screenshot of each page to `results/screenshots/` (the home page
@@ -38,7 +38,7 @@ def site():
     "The site built from this checkout's notebooks (warnings collected, not raised)."
     require(shutil.which("npm") is not None or (SITE_DIR / "node_modules" / "mathjax").is_dir(),
             "npm is not installed and site/node_modules is missing (run: bash site/setup-deps.sh)")
-    from papercode.core.site import build_site
+    from papercode.core.lab.site import build_site
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="papercode-site-test-"))
     t0 = time.perf_counter()
@@ -55,7 +55,7 @@ def report(site):
     require(shutil.which("node") is not None, "node is not installed (apt-get install nodejs npm)")
     require((SITE_DIR / "node_modules" / "playwright-core").is_dir(),
             "playwright-core is not installed (run: npm ci --prefix site)")
-    from papercode.core.site import start_server
+    from papercode.core.lab.site import start_server
     pages = json.loads((site / ".papercode-site.json").read_text())["pages"]
     if SCREENSHOTS.exists():
         shutil.rmtree(SCREENSHOTS)
@@ -91,14 +91,14 @@ def test_site_builds_without_warnings(site):
 
 
 def test_every_notebook_has_a_page(site):
-    from papercode.core.site import site_notebooks
+    from papercode.core.lab.site import site_notebooks
     docs = site_notebooks(ROOT / "nbs")
     missing = [d for d in docs if not (site / f"{d}.html").exists()]
     assert not missing and (site / "index.html").exists(), f"no page for {missing}"
 
 
 def test_no_remote_scripts_styles_or_fonts(site):
-    from papercode.core.site import remote_refs
+    from papercode.core.lab.site import remote_refs
     assert remote_refs(site) == []
     # and the scripts the pages load are the site's own copies
     html = (site / "00_core" / "20_plotting.html").read_text()
@@ -141,7 +141,7 @@ def test_internal_links_resolve(site):
 
 def test_sidebar_mirrors_quarto_sections(site):
     import yaml
-    from papercode.core.site import sidebar_sections, site_notebooks
+    from papercode.core.lab.site import sidebar_sections, site_notebooks
     expected = [c for c, _ in sidebar_sections(yaml.safe_load((ROOT / "_quarto.yml").read_text()),
                                                site_notebooks(ROOT / "nbs")) if c]
     html = (site / "index.html").read_text()
@@ -197,7 +197,7 @@ def test_tiny_checkout_end_to_end(tmp_path):
     "Directives, title cell, home page and sidebar on a two-notebook checkout (no browser)."
     require(shutil.which("npm") is not None or (SITE_DIR / "node_modules" / "mathjax").is_dir(),
             "npm is not installed and site/node_modules is missing (run: bash site/setup-deps.sh)")
-    from papercode.core.site import build_site
+    from papercode.core.lab.site import build_site
     root = tmp_path / "repo"
     (root / "nbs" / "01_demo").mkdir(parents=True)
     (root / "site").symlink_to(SITE_DIR)
@@ -229,7 +229,7 @@ def test_tiny_checkout_end_to_end(tmp_path):
 def test_warnings_fail_the_build_and_name_the_notebook(tmp_path):
     require(shutil.which("npm") is not None or (SITE_DIR / "node_modules" / "mathjax").is_dir(),
             "npm is not installed and site/node_modules is missing (run: bash site/setup-deps.sh)")
-    from papercode.core.site import SiteBuildError, build_site
+    from papercode.core.lab.site import SiteBuildError, build_site
     root = tmp_path / "repo"
     (root / "nbs").mkdir(parents=True)
     (root / "site").symlink_to(SITE_DIR)
@@ -294,7 +294,7 @@ def test_widgets_render_and_respond(report):
     sliders = [(p["path"], s) for p in report["pages"] for s in p["widgets"]["sliders"]]
     counters = [(p["path"], c) for p in report["pages"] for c in p["widgets"]["counters"]]
     assert sliders, "no ipywidgets slider on the site"
-    assert counters, "no anywidget counter on the site (nbs/00_core/50_site.ipynb has one)"
+    assert counters, "no anywidget counter on the site (nbs/00_core/lab/40_site.ipynb has one)"
     assert all(s["changed"] for _, s in sliders), f"slider readout did not follow a drag: {sliders}"
     assert all(c["changed"] for _, c in counters), f"anywidget button did not respond: {counters}"
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import papercode.thermometer.tasks as tasks_mod
-from papercode.core.llm import llm_missing
+from papercode.core.models.llm import llm_missing
 from papercode.thermometer.tasks import (CAPITALS, DATA_DIR, FAMILIES, LETTER_FAMILIES, SCORES_FILE, build_cache,
                                          cache_path, letter_task, load_benchmark, make_task, number_word,
                                          pack_scores, project_features, roman, task_scores)
@@ -199,7 +199,7 @@ def test_bad_task_arguments():
 @pytest.mark.skipif(llm_missing() is not None, reason=f"LLM not installed: {llm_missing()}")
 def test_live_model_reproduces_shipped_scores_and_list_equals_single():
     "Re-score three shipped items with the live model; scoring a list equals scoring one prompt at a time."
-    from papercode.core.llm import load_llm, score_choices
+    from papercode.core.models.llm import load_llm, score_choices
     llm = load_llm()
     t = make_task("plural", 96)
     shipped = load_benchmark(["plural"])["plural"]
