@@ -176,20 +176,22 @@ def one_thread(fn):
 # %% ../../nbs/00_core/00_utils.ipynb #781ebab2
 import importlib
 import multiprocessing
+import pickle
 import threading
 import traceback
 
 _ENV_LOCK = threading.Lock()
 
-def _child_main(conn, fn, args, kwargs):
+def _child_main(conn, payload):
     try:
+        fn, args, kwargs = pickle.loads(payload)
         conn.send(("ok", fn(*args, **kwargs)))
     except BaseException:
         conn.send(("error", traceback.format_exc()))
     finally:
         conn.close()
 
-def run_in_child(fn,  # a function importable by module and name (not a lambda or a notebook-local function)
+def run_in_child(fn,  # the function: a module's, or one defined in a notebook (sent by value)
                  *args,  # positional arguments (picklable)
                  env: dict | None = None,  # extra environment variables for the child, e.g. {"OMP_NUM_THREADS": "1"}
                  timeout: float | None = None,  # seconds before the child is stopped (TimeoutError); None: no limit
@@ -197,13 +199,16 @@ def run_in_child(fn,  # a function importable by module and name (not a lambda o
                  ):
     "Return `fn(*args, **kwargs)` computed in a fresh Python process (spawn), with `env` added to its environment."
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-    if "<" in name or getattr(fn, "__module__", "__main__") == "__main__":
-        raise ValueError(f"fn: {name} cannot be imported by a child process; use a module-level function of a package")
+    if getattr(fn, "__module__", "__main__") == "__main__" or "<" in name:
+        import cloudpickle  # a notebook's (or a local) function cannot be imported by name: send its code
+        payload = cloudpickle.dumps((fn, args, kwargs))
+    else:
+        payload = pickle.dumps((fn, args, kwargs))
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     # the child imports its entry point by name: this module's `_child_main`, also when called from a notebook
     target = importlib.import_module("papercode.core.utils")._child_main
-    proc = ctx.Process(target=target, args=(child, fn, args, kwargs), daemon=True)
+    proc = ctx.Process(target=target, args=(child, payload), daemon=True)
     with _ENV_LOCK:  # the spawned interpreter copies os.environ when it starts
         saved = {k: os.environ.get(k) for k in (env or {})}
         os.environ.update({k: str(v) for k, v in (env or {}).items()})

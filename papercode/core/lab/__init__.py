@@ -4,17 +4,13 @@
 
 # %% auto #0
 __all__ = ['CHAPTERS', 'MODULES', 'Chapter', 'RunContext', 'Outcome', 'Experiment', 'Result', 'experiment', 'benchmark',
-           'discover', 'select', 'run_experiment', 'run_all', 'results_table', 'main', 'chapter_table', 'write_readme',
-           'SiteBuildError', 'build_site', 'serve_site']
+           'discover', 'select', 'run_experiment', 'run_all', 'results_table']
 
 # %% ../../../nbs/00_core/lab/index.ipynb #3e0c1968
-from .registry import (CHAPTERS, MODULES, Chapter, RunContext, Outcome, Experiment, Result,
-                                         experiment, benchmark, discover, select, run_experiment, run_all,
-                                         results_table)
-from .cli import main
-from .readme import chapter_table, write_readme
-from .site import SiteBuildError, build_site, serve_site
+from .registry import (
+    CHAPTERS, MODULES, Chapter, RunContext, Outcome, Experiment, Result, experiment, benchmark, discover, select,
+    run_experiment, run_all, results_table)
 # what `from papercode.core.lab import *` gives: the names above
-_all_ = ["CHAPTERS", "MODULES", "Chapter", "RunContext", "Outcome", "Experiment", "Result", "experiment", "benchmark",
-          "discover", "select", "run_experiment", "run_all", "results_table", "main", "chapter_table", "write_readme",
-          "SiteBuildError", "build_site", "serve_site"]
+_all_ = [
+    "CHAPTERS", "MODULES", "Chapter", "RunContext", "Outcome", "Experiment", "Result", "experiment", "benchmark",
+    "discover", "select", "run_experiment", "run_all", "results_table"]

@@ -8,10 +8,12 @@ __all__ = ['lora_scaling', 'LoraFactors', 'LoraCollection', 'read_peft_adapter',
            'cached_scores']
 
 # %% ../../../nbs/00_core/models/index.ipynb #f04e6e66
-from .lora import (lora_scaling, LoraFactors, LoraCollection, read_peft_adapter,
-                                        write_peft_adapter, load_peft_collection, save_peft_collection)
+from papercode.core.models.lora import (
+    lora_scaling, LoraFactors, LoraCollection, read_peft_adapter, write_peft_adapter, load_peft_collection,
+    save_peft_collection)
 from .llm import MODELS, llm_missing, LLM, load_llm, ChoiceScores, score_choices, cached_scores
 # what `from papercode.core.models import *` gives: the names above
-_all_ = ["lora_scaling", "LoraFactors", "LoraCollection", "read_peft_adapter", "write_peft_adapter",
-          "load_peft_collection", "save_peft_collection", "MODELS", "llm_missing", "LLM", "load_llm", "ChoiceScores",
-          "score_choices", "cached_scores"]
+_all_ = [
+    "lora_scaling", "LoraFactors", "LoraCollection", "read_peft_adapter", "write_peft_adapter",
+    "load_peft_collection", "save_peft_collection", "MODELS", "llm_missing", "LLM", "load_llm", "ChoiceScores",
+    "score_choices", "cached_scores"]

@@ -11,5 +11,6 @@ from .costs import Cost, DenseCost, FactoredCost, PointCloudCost, as_cost
 from .exact import EMDResult, OT1DResult, emd, ot_1d
 from .sinkhorn import SinkhornResult, SinkhornWarning, check_ot_inputs, sinkhorn
 # what `from papercode.core.ot import *` gives: the names above
-_all_ = ["Cost", "DenseCost", "FactoredCost", "PointCloudCost", "as_cost", "EMDResult", "OT1DResult", "emd", "ot_1d",
-          "SinkhornResult", "SinkhornWarning", "check_ot_inputs", "sinkhorn"]
+_all_ = [
+    "Cost", "DenseCost", "FactoredCost", "PointCloudCost", "as_cost", "EMDResult", "OT1DResult", "emd", "ot_1d",
+    "SinkhornResult", "SinkhornWarning", "check_ot_inputs", "sinkhorn"]
