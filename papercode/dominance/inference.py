@@ -11,10 +11,10 @@ from statistics import NormalDist
 
 import torch
 
-from .violation import ViolationResult, _check_cost, _check_lam, _points, violation_ratio
+from .violation import ViolationResult, check_cost, check_lam, check_pair, solve_violation
 
 # %% auto #0
-__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'dominance_test']
+__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'check_test_args', 'dominance_test']
 
 # %% ../../nbs/04_dominance/20_inference.ipynb #51103209
 def bootstrap_weights(n: int,  # sample size (number of prompts)
@@ -71,7 +71,11 @@ class DominanceTest:
     result: ViolationResult  # the batched solve (row 0 = full sample, rows 1.. = replicates)
     converged: bool  # every Sinkhorn problem reached its tolerance
 
-def _check_test_args(n, n_boot, alpha):
+def check_test_args(n: int,  # sample size (the smaller one for two samples)
+                    n_boot: int,  # bootstrap resamples
+                    alpha: float,  # level
+                    ) -> None:
+    "Refuse too few samples or resamples (`MIN_PROMPTS`, `MIN_BOOT`) and a level outside (0, 1)."
     if n < MIN_PROMPTS:
         raise ValueError(f"n: {n} samples are too few for the bootstrap (need at least {MIN_PROMPTS})")
     if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < MIN_BOOT:
@@ -94,16 +98,16 @@ def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" mode
                    tol: float = 1e-6,  # Sinkhorn tolerance
                    ) -> DominanceTest:
     "Absolute test of ε0-almost dominance of P over Q, bootstrap and plug-in standard errors side by side (eq. 11)."
-    X = _points(X, "X"); Y = _points(Y, "Y", X)
+    X, Y = check_pair(X, Y)
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
     if not (isinstance(eps0, (int, float)) and 0 < eps0 < 1):
         raise ValueError(f"eps0: must lie in (0, 1), got {eps0!r}")
-    _check_test_args(min(n, m), n_boot, alpha)
+    check_test_args(min(n, m), n_boot, alpha)
     if paired and n != m:
         raise ValueError(f"paired: paired resampling needs the same prompts (n = m), got n={n}, m={m}; "
                          "pass paired=False for independent samples")
-    _check_cost(cost, beta)
-    if _check_lam(lam, d) == 0 and d > 1:
+    cost, lam = check_cost(cost, beta), check_lam(lam, d)
+    if lam == 0 and d > 1:
         raise ValueError("lam: the unregularised ratio (lam=0) has no CLT in d > 1 and would need one network-simplex "
                          "solve per resample; use lam > 0 (lam=0 is allowed for d = 1)")
     gen = torch.Generator().manual_seed(seed)
@@ -111,7 +115,7 @@ def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" mode
     Wy = Wx if paired else bootstrap_weights(m, n_boot, generator=gen, dtype=X.dtype)
     a = torch.cat([torch.full((1, n), 1.0 / n, dtype=X.dtype), Wx]).to(X.device)
     b = torch.cat([torch.full((1, m), 1.0 / m, dtype=X.dtype), Wy]).to(X.device)
-    res = violation_ratio(X, Y, cost=cost, beta=beta, lam=lam, value=value, a=a, b=b, max_iter=max_iter, tol=tol)
+    res = solve_violation(X, Y, a, b, cost=cost, beta=beta, lam=lam, value=value, max_iter=max_iter, tol=tol)
     ratio, boot = float(res.ratio[0]), res.ratio[1:].cpu()
     se_b, se_p = float(boot.std()), plugin_se(res, paired=paired)
     z = NormalDist().inv_cdf(1 - alpha)

@@ -15,8 +15,8 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from .inference import MIN_BOOT, MIN_PROMPTS, _check_test_args, bootstrap_weights
-from .violation import _check_cost, _check_lam, _ratio, violation_ratio
+from .inference import MIN_BOOT, MIN_PROMPTS, bootstrap_weights, check_test_args
+from .violation import check_cost, check_lam, ratio_of, solve_violation
 
 # %% auto #0
 __all__ = ['ORIENTATIONS', 'METRICS', 'ScoreArray', 'as_score_array', 'RankingResult', 'relative_ranking', 'kendall_tau',
@@ -202,10 +202,10 @@ def _all_pairs(S, W, *, cost, beta, lam, value, max_iter, tol, progress=None):
     ok = True
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     for i, j in (progress(pairs) if progress else pairs):
-        r = violation_ratio(S[:, i], S[:, j], cost=cost, beta=beta, lam=lam, value=value, a=W, b=W,
+        r = solve_violation(S[:, i], S[:, j], W, W, cost=cost, beta=beta, lam=lam, value=value,
                             max_iter=max_iter, tol=tol)  # two batched solves: (i, j) and (j, i)
         E[:, i, j] = r.ratio
-        E[:, j, i] = _ratio(r.ot_qp, r.ot_pq)
+        E[:, j, i] = ratio_of(r.ot_qp, r.ot_pq)
         ok = ok and r.converged
     return E, ok
 
@@ -233,10 +233,9 @@ def relative_ranking(scores,  # array (n, k, d), dict {model: (n, d)}, or long t
                         prompt_col=prompt_col, model_col=model_col)
     S = sa.scores if device is None else sa.scores.to(device)
     n, k, d = S.shape
-    _check_test_args(n, n_boot, alpha)
-    _check_cost(cost, beta)
-    lam_ = _check_lam(lam, d)
-    if lam_ == 0 and d > 1:
+    check_test_args(n, n_boot, alpha)
+    cost, lam = check_cost(cost, beta), check_lam(lam, d)
+    if lam == 0 and d > 1:
         raise ValueError("lam: the unregularised ratio (lam=0) has no CLT in d > 1 and would need one network-simplex "
                          "solve per resample; use lam > 0 (lam=0 is allowed for one metric)")
     gen = torch.Generator().manual_seed(seed)
@@ -264,7 +263,7 @@ def relative_ranking(scores,  # array (n, k, d), dict {model: (n, d)}, or long t
                          order_by_ratio=tuple(sa.models[i] for i in sorted(range(k), key=lambda i: float(e[0, i]))),
                          table=table, boot_one_vs_all=e[1:], n=n, n_dropped=sa.n_dropped, n_boot=n_boot,
                          alpha=float(alpha), seed=seed, cost="callable" if callable(cost) else cost, beta=float(beta),
-                         lam=lam_, value=value, converged=ok)
+                         lam=lam, value=value, converged=ok)
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #2724713d
 def kendall_tau(order_a,  # model names, best first

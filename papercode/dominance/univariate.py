@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..core.ot import ot_1d
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 
 # %% auto #0
 __all__ = ['quantile_pairs', 'first_order_dominance', 'almost_dominance_ratio']
@@ -20,19 +20,10 @@ def _line(v, name, dtype=None):
     if not v.is_floating_point(): v = v.to(dtype or torch.float64)
     return v if dtype is None else v.to(dtype)
 
-def _check_prob(w, name: str, n: int):
-    "`None`, or `w` checked to be a probability vector over `n` points (each row of a batch summing to 1)."
-    if w is None: return None
-    w = check_tensor(w, name, ndim=(1, 2), nonneg=True)
-    if w.is_complex(): raise ValueError(f"{name}: complex weights (dtype {w.dtype})")
-    if not w.is_floating_point(): w = w.to(torch.float64)
-    if w.shape[-1] == n:  # a length mismatch is reported by the OT layer, which names both sides
-        s = w.sum(-1)
-        tol = max(1e-6, n * torch.finfo(w.dtype).eps)  # float32 sums of many weights carry rounding error
-        if not bool(((s - 1).abs() <= tol).all()):
-            bad = s.reshape(-1)[((s - 1).abs() > tol).reshape(-1)][0].item()
-            raise ValueError(f"{name}: weights must sum to 1 (got a sum of {bad:.6g}); divide them by their sum")
-    return w
+def _probs(w, name, n, side):
+    "`None`, or `w` checked to be a probability vector (or a batch of them) over the `n` points of `side`."
+    if w is None: return None  # uniform: left to the OT layer
+    return check_weights(w, name, n, where=side + " has {n} points", batch=True, total=1.0)
 
 def quantile_pairs(x,  # (n,) or (B, n) scores x_i
                    y,  # (m,) or (B, m) scores y_j
@@ -41,7 +32,7 @@ def quantile_pairs(x,  # (n,) or (B, n) scores x_i
                    ) -> tuple:
     "`(qx, qy, mass)`, each `(B, n+m)` (or `(n+m,)`): F_X^{-1} and F_Y^{-1} on the merged quantile grid, eq. (1)."
     x = _line(x, "x"); y = _line(y, "y", x.dtype)
-    a = _check_prob(a, "a", x.shape[-1]); b = _check_prob(b, "b", y.shape[-1])
+    a = _probs(a, "a", x.shape[-1], "x"); b = _probs(b, "b", y.shape[-1], "y")
     B = max([t.shape[0] for t in (x, y, a, b) if t is not None and getattr(t, "ndim", 1) == 2], default=0)
     if B and x.ndim == 1: x = x.expand(B, -1)  # batched weights, shared points (ot_1d needs batched points)
     if B and y.ndim == 1: y = y.expand(B, -1)

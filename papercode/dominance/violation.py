@@ -12,17 +12,21 @@ from typing import Callable
 import torch
 
 from ..core.ot import Cost, emd, sinkhorn
-from ..core.utils import check_tensor
-from .univariate import _check_prob, quantile_pairs
+from ..core.utils import check_tensor, check_weights
+from .univariate import quantile_pairs
 
 # %% auto #0
-__all__ = ['COSTS', 'CONVEX_COSTS', 'violation_h', 'cost_matrix', 'SharedKernelCost', 'ViolationResult', 'violation_ratio']
+__all__ = ['COSTS', 'CONVEX_COSTS', 'check_cost', 'violation_h', 'check_scores', 'check_pair', 'cost_matrix', 'SharedKernelCost',
+           'ViolationResult', 'ratio_of', 'check_lam', 'violation_ratio', 'solve_violation']
 
 # %% ../../nbs/04_dominance/10_violation.ipynb #c3d95cb9
 COSTS = ("zero_one", "hinge", "sqhinge", "logistic")
 CONVEX_COSTS = ("hinge", "sqhinge", "logistic")  # convex h: the sorted coupling is optimal in 1-D
 
-def _check_cost(cost, beta):
+def check_cost(cost: str | Callable,  # a name in `COSTS` or a callable h(z)
+               beta: float,  # gain β of the logistic cost
+               ) -> str | Callable:  # `cost` unchanged
+    "Check `cost` (and `beta` for the logistic cost); a callable passes through."
     if callable(cost): return cost
     if cost not in COSTS:
         raise ValueError(f"cost: expected one of {COSTS} or a callable h(z), got {cost!r}")
@@ -30,19 +34,25 @@ def _check_cost(cost, beta):
         raise ValueError(f"beta: the logistic gain must be a positive finite number, got {beta!r}")
     return cost
 
-def violation_h(z: torch.Tensor,  # (...) coordinate differences z = x_k - y_k
-                cost: str | Callable = "logistic",  # "hinge", "sqhinge", "logistic" or a callable h
-                beta: float = 8.0,  # gain β of the logistic cost
-                ) -> torch.Tensor:  # (...) h(z)
-    "Per-coordinate violation penalty h(z) of eq. (5)."
-    cost = _check_cost(cost, beta)
+def _h(z, cost, beta):
     if callable(cost): return cost(z)
     if cost == "hinge": return z.neg().clamp_min(0)
     if cost == "sqhinge": return z.neg().clamp_min(0) ** 2
     if cost == "logistic": return torch.logaddexp(torch.zeros_like(z), -beta * z) / beta  # exact softplus
     raise ValueError("cost: 'zero_one' is not separable; use cost_matrix")
 
-def _points(X, name, like=None):
+def violation_h(z: torch.Tensor,  # (...) coordinate differences z = x_k - y_k
+                cost: str | Callable = "logistic",  # "hinge", "sqhinge", "logistic" or a callable h
+                beta: float = 8.0,  # gain β of the logistic cost
+                ) -> torch.Tensor:  # (...) h(z)
+    "Per-coordinate violation penalty h(z) of eq. (5)."
+    return _h(z, check_cost(cost, beta), beta)
+
+def check_scores(X,  # (n, d) or (n,) scores (tensor, array or nested list)
+                 name: str,  # the argument's name, used in error messages
+                 like: torch.Tensor | None = None,  # dtype and device to match (None: X's float dtype or float64)
+                 ) -> torch.Tensor:  # (n, d)
+    "`X` as a finite, non-empty, real floating `(n, d)` tensor (a 1-D sample is one metric)."
     X = check_tensor(X, name, ndim=(1, 2), dtype=None if like is None else like.dtype,
                      device=None if like is None else like.device)
     if X.is_complex(): raise ValueError(f"{name}: complex values are not scores (dtype {X.dtype})")
@@ -50,23 +60,32 @@ def _points(X, name, like=None):
     if like is not None: X = X.to(dtype=like.dtype, device=like.device)
     return X[:, None] if X.ndim == 1 else X
 
+def check_pair(X,  # (n, d) or (n,) score vectors x_i of P
+               Y,  # (m, d) or (m,) score vectors y_j of Q
+               ) -> tuple:  # (X, Y), (n, d) and (m, d), in X's dtype and device
+    "`X` and `Y` checked by `check_scores`, with the same number of metrics d."
+    X = check_scores(X, "X"); Y = check_scores(Y, "Y", X)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y: numbers of metrics differ (X has d={X.shape[1]}, Y has d={Y.shape[1]})")
+    return X, Y
+
+def _costs(X, Y, cost, beta):
+    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
+    rows = max(1, (1 << 22) // max(1, m * d))
+    out = X.new_empty(n, m)
+    for i0 in range(0, n, rows):
+        Z = X[i0:i0 + rows, None, :] - Y[None, :, :]
+        out[i0:i0 + rows] = (Z < 0).any(-1).to(X.dtype) if cost == "zero_one" else _h(Z, cost, beta).sum(-1)
+    return out
+
 def cost_matrix(X,  # (n, d) or (n,) score vectors x_i of P
                 Y,  # (m, d) or (m,) score vectors y_j of Q
                 cost: str | Callable = "logistic",  # a name of eq. (5) or a callable h
                 beta: float = 8.0,  # gain β of the logistic cost
                 ) -> torch.Tensor:  # (n, m)
     "C_ij = c(x_i, y_j) = sum_k h(x_ik - y_jk) (eq. 5; max_k 1{x_ik < y_jk} for 'zero_one'), in row blocks."
-    X = _points(X, "X"); Y = _points(Y, "Y", X)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X and Y: numbers of metrics differ (X has d={X.shape[1]}, Y has d={Y.shape[1]})")
-    cost = _check_cost(cost, beta)
-    n, m, d = X.shape[0], Y.shape[0], X.shape[1]
-    rows = max(1, (1 << 22) // max(1, m * d))
-    out = X.new_empty(n, m)
-    for i0 in range(0, n, rows):
-        Z = X[i0:i0 + rows, None, :] - Y[None, :, :]
-        out[i0:i0 + rows] = (Z < 0).any(-1).to(X.dtype) if cost == "zero_one" else violation_h(Z, cost, beta).sum(-1)
-    return out
+    X, Y = check_pair(X, Y)
+    return _costs(X, Y, check_cost(cost, beta), beta)
 
 # %% ../../nbs/04_dominance/10_violation.ipynb #4c75f40e
 class SharedKernelCost(Cost):
@@ -155,13 +174,19 @@ class ViolationResult:
     @property
     def ratio_linear(self) -> torch.Tensor:
         "ε in convention (b), from the same solves."
-        return _ratio(self.linear_pq, self.linear_qp)
+        return ratio_of(self.linear_pq, self.linear_qp)
 
-def _ratio(num, other):
+def ratio_of(num: torch.Tensor,  # (...) OT cost of the direction in the numerator
+             other: torch.Tensor,  # (...) OT cost of the reverse direction
+             ) -> torch.Tensor:  # (...) in [0, 1]
+    "num / (num + other), ½ where both vanish (eq. 6)."
     den = num + other
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))
 
-def _check_lam(lam, d):
+def check_lam(lam: float | None,  # λ >= 0, or None for the default 0.1·d
+              d: int,  # number of metrics
+              ) -> float:  # λ as a float
+    "λ checked to be a finite number >= 0 (None: 0.1·d)."
     lam = 0.1 * d if lam is None else lam
     if isinstance(lam, torch.Tensor): lam = lam.item()
     if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
@@ -181,32 +206,46 @@ def violation_ratio(X,  # (n, d) or (n,) score vectors x_i of P (larger is bette
                     eps_start: float | None = None,  # ε-scaling start (helps small λ)
                     ) -> ViolationResult:
     "The (entropic) multivariate FSD violation ratio ε(P, Q) of Rioux et al. (2024), eqs. (6)-(7)."
-    X = _points(X, "X"); Y = _points(Y, "Y", X)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X and Y: numbers of metrics differ (X has d={X.shape[1]}, Y has d={Y.shape[1]})")
-    d = X.shape[1]
-    a = _check_prob(a, "a", X.shape[0]); b = _check_prob(b, "b", Y.shape[0])
-    if a is not None: a = a.to(dtype=X.dtype, device=X.device)
-    if b is not None: b = b.to(dtype=X.dtype, device=X.device)
-    cost = _check_cost(cost, beta)
-    lam = _check_lam(lam, d)
+    X, Y = check_pair(X, Y)
+    probs = lambda w, name, side, n: None if w is None else check_weights(
+        w, name, n, where=side + " has {n} points", batch=True, total=1.0).to(dtype=X.dtype, device=X.device)
+    a, b = probs(a, "a", "X", X.shape[0]), probs(b, "b", "Y", Y.shape[0])
+    return solve_violation(X, Y, a, b, cost=check_cost(cost, beta), beta=beta, lam=check_lam(lam, X.shape[1]),
+                           value=value, max_iter=max_iter, tol=tol, eps_start=eps_start)
+
+def solve_violation(X: torch.Tensor,  # (n, d) checked scores of P (see `check_pair`)
+                    Y: torch.Tensor,  # (m, d) checked scores of Q, same dtype and device
+                    a: torch.Tensor | None,  # (n,) or (B, n) probability weights of the x_i, or None (uniform)
+                    b: torch.Tensor | None,  # (m,) or (B, m) probability weights of the y_j, or None (uniform)
+                    *, cost: str | Callable,  # a checked cost (see `check_cost`)
+                    beta: float,  # logistic gain β
+                    lam: float,  # checked λ >= 0 (see `check_lam`)
+                    value: str = "kl",  # "kl" or "linear"
+                    max_iter: int = 10_000,  # Sinkhorn iteration budget per direction
+                    tol: float = 1e-6,  # Sinkhorn tolerance
+                    eps_start: float | None = None,  # ε-scaling start
+                    ) -> ViolationResult:
+    "`violation_ratio` on inputs its callers have already checked (eqs. 6-7)."
     if value not in ("kl", "linear"):
         raise ValueError(f"value: expected 'kl' (full entropic objective) or 'linear' (<π, C>), got {value!r}")
-    name = "callable" if callable(cost) else cost
-    common = dict(cost=name, beta=float(beta), lam=lam, value=value)
-    if lam == 0 and d == 1 and name in CONVEX_COSTS:  # sorting: the monotone coupling is optimal
+    d = X.shape[1]
+    common = dict(cost="callable" if callable(cost) else cost, beta=float(beta), lam=lam, value=value)
+    if lam == 0 and d == 1 and common["cost"] in CONVEX_COSTS:  # sorting: the monotone coupling is optimal
         qx, qy, mass = quantile_pairs(X[:, 0], Y[:, 0], a, b)
-        pq = (mass * violation_h(qx - qy, cost, beta)).sum(-1)
-        qp = (mass * violation_h(qy - qx, cost, beta)).sum(-1)
-        return ViolationResult(_ratio(pq, qp), pq, qp, pq, qp, None, None, None, None, **common, n_iter=0, converged=True)
-    C_pq, C_qp = cost_matrix(X, Y, cost, beta), cost_matrix(Y, X, cost, beta)
+        pq = (mass * _h(qx - qy, cost, beta)).sum(-1)
+        qp = (mass * _h(qy - qx, cost, beta)).sum(-1)
+        return ViolationResult(ratio=ratio_of(pq, qp), ot_pq=pq, ot_qp=qp, linear_pq=pq, linear_qp=qp,
+                               f_pq=None, g_pq=None, f_qp=None, g_qp=None, **common, n_iter=0, converged=True)
+    C_pq, C_qp = _costs(X, Y, cost, beta), _costs(Y, X, cost, beta)
     if lam == 0:
         r1, r2 = emd(a, b, C_pq), emd(b, a, C_qp)
-        return ViolationResult(_ratio(r1.value, r2.value), r1.value, r2.value, r1.value, r2.value,
-                               r1.f, r1.g, r2.f, r2.g, **common, n_iter=0, converged=r1.converged and r2.converged)
+        return ViolationResult(ratio=ratio_of(r1.value, r2.value), ot_pq=r1.value, ot_qp=r2.value,
+                               linear_pq=r1.value, linear_qp=r2.value, f_pq=r1.f, g_pq=r1.g, f_qp=r2.f, g_qp=r2.g,
+                               **common, n_iter=0, converged=r1.converged and r2.converged)
     kw = dict(max_iter=max_iter, tol=tol, eps_start=eps_start, method="log")
     r1 = sinkhorn(a, b, SharedKernelCost(C_pq), lam, **kw)
     r2 = sinkhorn(b, a, SharedKernelCost(C_qp), lam, **kw)
     pq, qp = (r1.objective, r2.objective) if value == "kl" else (r1.value, r2.value)
-    return ViolationResult(_ratio(pq, qp), pq, qp, r1.value, r2.value, r1.f, r1.g, r2.f, r2.g, **common,
+    return ViolationResult(ratio=ratio_of(pq, qp), ot_pq=pq, ot_qp=qp, linear_pq=r1.value, linear_qp=r2.value,
+                           f_pq=r1.f, g_pq=r1.g, f_qp=r2.f, g_qp=r2.g, **common,
                            n_iter=max(r1.n_iter, r2.n_iter), converged=r1.converged and r2.converged)

@@ -6,20 +6,22 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
 from ..core.models.lora import LoraCollection
 from .data import SlotStack
-from .compress import (JDCompressed, _check_common, _jd_diag_slot, _jd_full_slot,
-                                                 _project_stack, _stacks, _weights, factored_svd)
+from .compress import (JDCompressed, adapter_weights, check_jd_args, collection_stacks,
+                                                 factored_svd, jd_diag_slot, jd_full_slot, project_stack)
 
 # %% auto #0
 __all__ = ['adjusted_rand_index', 'cluster_jd', 'cluster_jd_fixed']
 
 # %% ../../nbs/02_lora_compression/30_cluster.ipynb #5961240c
 def _sub(st: SlotStack, idx: torch.Tensor) -> SlotStack:
-    return SlotStack(tuple(st.names[i] for i in idx.tolist()), st.slot, st.A[idx], st.B[idx], st.ranks[idx])
+    return SlotStack(names=tuple(st.names[i] for i in idx.tolist()), slot=st.slot, A=st.A[idx], B=st.B[idx],
+                     ranks=st.ranks[idx])
 
 def _own_bases(st: SlotStack, i: int, r: int):
     Ui, S, Vi = factored_svd(st.A[i:i + 1], st.B[i:i + 1])
@@ -59,13 +61,13 @@ def cluster_jd(collection: LoraCollection,  # the adapters
                dtype: torch.dtype | None = None,  # compute dtype
                ) -> JDCompressed:
     "Cluster the adapters and fit JD bases per cluster by k-subspaces alternation (eq. 4)."
-    stacks = _stacks(collection, dtype)
+    stacks = collection_stacks(collection, dtype)
     n = len(collection)
     if not isinstance(n_clusters, int) or n_clusters < 1: raise ValueError(f"n_clusters: must be a positive integer, got {n_clusters!r}")
     if n_clusters > n: raise ValueError(f"n_clusters: {n_clusters} clusters but only {n} adapters; use n_clusters <= {n}")
     if variant not in ("full", "diag"): raise ValueError(f"variant: {variant!r} is not 'full' or 'diag'")
     if not isinstance(max_rounds, int) or max_rounds < 1: raise ValueError(f"max_rounds: must be a positive integer, got {max_rounds!r}")
-    _check_common(rank, stacks, max_iter, tol, "svd")
+    check_jd_args(rank, stacks, max_iter, tol, "svd")
     g = torch.Generator().manual_seed(seed)
     slots = list(stacks)
     # --- seeding: farthest-point over own subspaces
@@ -79,7 +81,7 @@ def cluster_jd(collection: LoraCollection,  # the adapters
         D.append(sum(_err_to(stacks[s], *_own_bases(stacks[s], j, rank)) for s in slots) / len(slots))
     assign = torch.stack(D).argmin(0)
     assign[torch.tensor(seeds)] = torch.arange(n_clusters)
-    fit_slot = _jd_full_slot if variant == "full" else _jd_diag_slot
+    fit_slot = jd_full_slot if variant == "full" else jd_diag_slot
     warm = {}
     history, converged, rounds = [], False, 0
     for rounds in range(1, max_rounds + 1):
@@ -96,13 +98,15 @@ def cluster_jd(collection: LoraCollection,  # the adapters
             for s in slots:
                 sub = _sub(stacks[s], idx)
                 extra = {"ridge": 1e-10} if variant == "diag" else {}
-                out = fit_slot(sub, _weights(sub, weighting), rank, max_iter, tol, "svd", g, warm=warm.get((c, s)), **extra)
+                out = fit_slot(sub, adapter_weights(sub, weighting), rank, max_iter, tol, "svd", g,
+                               warm=warm.get((c, s)), **extra)
                 warm[(c, s)] = (out[0], out[1])
                 U[s].append(out[0]); V[s].append(out[1])
-        comp = JDCompressed(tuple(collection.names), tuple(slots), variant, rank, assign.clone(),
-                            {s: torch.stack(U[s]) for s in slots}, {s: torch.stack(V[s]) for s in slots},
-                            {}, rounds, False, seed, weighting, {}, stacks)
-        errs = sum(_project_stack(comp, stacks[s], s)[1] for s in slots) / len(slots)  # (k, n)
+        comp = JDCompressed(names=tuple(collection.names), slots=tuple(slots), variant=variant, rank=rank,
+                            assign=assign.clone(), U={s: torch.stack(U[s]) for s in slots},
+                            V={s: torch.stack(V[s]) for s in slots}, core={}, n_iter=rounds, converged=False,
+                            seed=seed, weighting=weighting, history={}, originals=stacks)
+        errs = sum(project_stack(comp, stacks[s], s)[1] for s in slots) / len(slots)  # (k, n)
         cur = errs[assign, torch.arange(n)]
         history.append(float(cur.mean()))
         new = errs.argmin(0)
@@ -116,9 +120,8 @@ def cluster_jd(collection: LoraCollection,  # the adapters
                                 max_iter=max_iter, tol=tol, dtype=dtype, history=history, rounds=rounds)
     core = {}
     for s in slots:
-        cores = _project_stack(comp, stacks[s], s)[0]  # (k, n, ...)
+        cores = project_stack(comp, stacks[s], s)[0]  # (k, n, ...)
         core[s] = cores[assign, torch.arange(n)]
-    from dataclasses import replace
     return replace(comp, core=core, n_iter=rounds, converged=True, history={"rounds": history})
 
 def cluster_jd_fixed(collection: LoraCollection,  # the adapters
@@ -134,25 +137,25 @@ def cluster_jd_fixed(collection: LoraCollection,  # the adapters
                      rounds: int = 1,  # (internal) rounds to record
                      ) -> JDCompressed:
     "Fit JD bases per cluster for a given assignment (no reassignment)."
-    from dataclasses import replace
-    stacks = _stacks(collection, dtype)
+    stacks = collection_stacks(collection, dtype)
     assign = torch.as_tensor(assign).long()
     if assign.shape != (len(collection),): raise ValueError(f"assign: expected ({len(collection)},), got {tuple(assign.shape)}")
     k = int(assign.max()) + 1
     if bool((torch.bincount(assign, minlength=k) == 0).any()): raise ValueError("assign: some cluster in 0..k-1 has no adapter")
-    _check_common(rank, stacks, max_iter, tol, "svd")
+    check_jd_args(rank, stacks, max_iter, tol, "svd")
     g = torch.Generator().manual_seed(seed)
-    fit_slot = _jd_full_slot if variant == "full" else _jd_diag_slot
+    fit_slot = jd_full_slot if variant == "full" else jd_diag_slot
     U = {s: [] for s in stacks}; V = {s: [] for s in stacks}; conv = True; it = 0
     for c in range(k):
         idx = (assign == c).nonzero()[:, 0]
         for s, st in stacks.items():
             sub = _sub(st, idx)
             extra = {"ridge": 1e-10} if variant == "diag" else {}
-            out = fit_slot(sub, _weights(sub, weighting), rank, max_iter, tol, "svd", g, **extra)
+            out = fit_slot(sub, adapter_weights(sub, weighting), rank, max_iter, tol, "svd", g, **extra)
             U[s].append(out[0]); V[s].append(out[1]); conv = conv and out[4]; it = max(it, out[3])
-    comp = JDCompressed(tuple(collection.names), tuple(stacks), variant, rank, assign,
-                        {s: torch.stack(U[s]) for s in stacks}, {s: torch.stack(V[s]) for s in stacks},
-                        {}, rounds, conv if history is None else False, seed, weighting, {}, stacks)
-    core = {s: _project_stack(comp, st, s)[0][assign, torch.arange(len(collection))] for s, st in stacks.items()}
+    comp = JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant=variant, rank=rank, assign=assign,
+                        U={s: torch.stack(U[s]) for s in stacks}, V={s: torch.stack(V[s]) for s in stacks}, core={},
+                        n_iter=rounds, converged=conv if history is None else False, seed=seed, weighting=weighting,
+                        history={}, originals=stacks)
+    core = {s: project_stack(comp, st, s)[0][assign, torch.arange(len(collection))] for s, st in stacks.items()}
     return replace(comp, core=core, history={"rounds": history or []})

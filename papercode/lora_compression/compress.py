@@ -16,7 +16,8 @@ from ..core.models.lora import LoraCollection, LoraFactors, write_peft_adapter
 from .data import SlotStack, stack_collection, stack_slot
 
 # %% auto #0
-__all__ = ['MemoryReport', 'JDCompressed', 'factored_svd', 'svd_compress', 'jd_full', 'jd_diag', 'project']
+__all__ = ['MemoryReport', 'JDCompressed', 'factored_svd', 'collection_stacks', 'svd_compress', 'adapter_weights', 'jd_full_slot',
+           'check_jd_args', 'jd_full', 'jd_diag_slot', 'jd_diag', 'project_stack', 'project']
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #79a8c158
 def _full_core(core):
@@ -111,7 +112,7 @@ class JDCompressed:
             o = int(st.ranks.sum()) * (st.d_in + st.d_out)
             sh = self.U[s].numel() + self.V[s].numel(); pa = self.core[s].numel()
             orig += o; comp += sh + pa; shared += sh; per += pa; per_slot[s] = (o, sh + pa)
-        return MemoryReport(orig, comp, shared, per, per_slot)
+        return MemoryReport(original=orig, compressed=comp, shared=shared, per_adapter=per, per_slot=per_slot)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #0878ef74
 def factored_svd(A: torch.Tensor,  # (n, r0, d_in) stacked A_i
@@ -129,7 +130,10 @@ def _check_rank(rank, st: SlotStack, what):
         raise ValueError(f"rank: {rank} exceeds min(d_out, d_in) = {min(st.d_out, st.d_in)} of slot {st.slot!r}; "
                          f"{what} cannot have a larger rank than the slot")
 
-def _stacks(collection, dtype):
+def collection_stacks(collection: LoraCollection,  # the adapters
+                      dtype: torch.dtype | None = None,  # compute dtype (None: the factors')
+                      ) -> dict[str, SlotStack]:
+    "Check that `collection` is a `LoraCollection` and stack every slot (the entry check of the compressors)."
     if isinstance(collection, LoraCollection): return stack_collection(collection, dtype)
     raise ValueError(f"collection: expected a LoraCollection, got {type(collection).__name__}")
 
@@ -138,7 +142,7 @@ def svd_compress(collection: LoraCollection,  # the adapters
                  dtype: torch.dtype | None = None,  # compute dtype (None: the factors')
                  ) -> JDCompressed:
     "Truncate every adapter to rank `rank` by its exact SVD computed from the factors (Eckart–Young)."
-    stacks = _stacks(collection, dtype)
+    stacks = collection_stacks(collection, dtype)
     U, V, core = {}, {}, {}
     for s, st in stacks.items():
         _check_rank(rank, st, "a truncated SVD")
@@ -147,11 +151,15 @@ def svd_compress(collection: LoraCollection,  # the adapters
         Ui, S, Vi = factored_svd(st.A, st.B)
         U[s], V[s], core[s] = Ui[..., :rank], Vi[..., :rank], S[:, :rank]
     n = len(collection)
-    return JDCompressed(tuple(collection.names), tuple(stacks), "svd", rank, torch.arange(n), U, V, core,
-                        n_iter=1, converged=True, seed=0, weighting="none", originals=stacks)
+    return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="svd", rank=rank,
+                        assign=torch.arange(n), U=U, V=V, core=core, n_iter=1, converged=True, seed=0,
+                        weighting="none", originals=stacks)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #73bf18ed
-def _weights(st: SlotStack, weighting: str):
+def adapter_weights(st: SlotStack,  # one slot's stacked adapters
+                    weighting: str,  # "normalized" (w_i = 1/‖ΔW_i‖²) or "none" (w_i = 1)
+                    ) -> torch.Tensor:
+    "The weights w_i of the JD objective, `(n,)`."
     if weighting == "normalized": return 1.0 / st.sqnorms().clamp_min(1e-300)
     if weighting == "none": return torch.ones(st.n, dtype=st.A.dtype, device=st.A.device)
     raise ValueError(f"weighting: {weighting!r} is not 'normalized' or 'none'")
@@ -179,8 +187,16 @@ def _rand_init(st, r, generator):
         return torch.linalg.qr(torch.randn(d, r, generator=generator, dtype=st.A.dtype))[0].to(st.A.device)
     return q(st.d_out), q(st.d_in)
 
-def _jd_full_slot(st: SlotStack, w, r, max_iter, tol, init, generator, warm=None):
-    "JD-Full on one slot: (U, V, cores, n_iter, converged, history)."
+def jd_full_slot(st: SlotStack,  # one slot's stacked adapters (checked)
+                 w: torch.Tensor,  # (n,) weights w_i of the objective
+                 r: int,  # rank of the shared bases
+                 max_iter: int,  # maximum sweeps
+                 tol: float,  # stop when the subspaces move less than this
+                 init: str,  # "svd" or "random"
+                 generator: torch.Generator,  # source of the random parts
+                 warm: tuple | None = None,  # (U, V) to start from instead of `init`
+                 ) -> tuple:
+    "JD-Full on one checked slot (eq. 2): `(U, V, cores, n_iter, converged, history)`."
     if warm is not None: U, V = warm
     elif init == "svd": U, V = _svd_init(st, w, r, generator)
     else: U, V = _rand_init(st, r, generator)
@@ -196,7 +212,13 @@ def _jd_full_slot(st: SlotStack, w, r, max_iter, tol, init, generator, warm=None
         if change < tol: converged = True; break
     return U, V, (U.mT @ st.B) @ (st.A @ V), it, converged, hist
 
-def _check_common(rank, stacks, max_iter, tol, init):
+def check_jd_args(rank: int,  # r, rank of the shared bases
+                  stacks: dict,  # slot -> SlotStack
+                  max_iter: int,  # maximum sweeps
+                  tol: float,  # tolerance
+                  init: str,  # "svd" or "random"
+                  ):
+    "Check the arguments the JD fits share (raise `ValueError` naming the argument)."
     for st in stacks.values(): _check_rank(rank, st, "the shared bases")
     if not isinstance(max_iter, int) or max_iter < 1: raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and tol > 0): raise ValueError(f"tol: must be positive, got {tol!r}")
@@ -212,16 +234,17 @@ def jd_full(collection: LoraCollection,  # the adapters
             dtype: torch.dtype | None = None,  # compute dtype (None: the factors')
             ) -> JDCompressed:
     "Joint diagonalisation with full cores: ΔW_i ≈ U Σ_i Vᵀ, U, V orthonormal, fitted by alternating subspaces (eq. 2)."
-    stacks = _stacks(collection, dtype)
-    _check_common(rank, stacks, max_iter, tol, init)
+    stacks = collection_stacks(collection, dtype)
+    check_jd_args(rank, stacks, max_iter, tol, init)
     g = torch.Generator().manual_seed(seed)
     U, V, core, hist = {}, {}, {}, {}; iters, conv = 0, True
     for s, st in stacks.items():
-        u, v, c, it, ok, h = _jd_full_slot(st, _weights(st, weighting), rank, max_iter, tol, init, g)
+        u, v, c, it, ok, h = jd_full_slot(st, adapter_weights(st, weighting), rank, max_iter, tol, init, g)
         U[s], V[s], core[s], hist[s] = u[None], v[None], c, h
         iters, conv = max(iters, it), conv and ok
-    return JDCompressed(tuple(collection.names), tuple(stacks), "full", rank, torch.zeros(len(collection), dtype=torch.long),
-                        U, V, core, iters, conv, seed, weighting, hist, stacks)
+    return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="full", rank=rank,
+                        assign=torch.zeros(len(collection), dtype=torch.long), U=U, V=V, core=core, n_iter=iters,
+                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #71896ff0
 def _solve_sym(M, R, ridge):
@@ -236,7 +259,17 @@ def _diag_core(st: SlotStack, U, V, ridge):
     G = (U.mT @ U) * (V.mT @ V)
     return _solve_sym(G, d[..., None, :] if G.ndim == 3 else d, ridge).reshape(d.shape)
 
-def _jd_diag_slot(st: SlotStack, w, r, max_iter, tol, init, generator, ridge, warm=None):
+def jd_diag_slot(st: SlotStack,  # one slot's stacked adapters (checked)
+                 w: torch.Tensor,  # (n,) weights w_i of the objective
+                 r: int,  # rank of the shared bases
+                 max_iter: int,  # maximum ALS sweeps
+                 tol: float,  # stop when the objective decreases by less than this fraction
+                 init: str,  # "svd" or "random"
+                 generator: torch.Generator,  # source of the random parts
+                 ridge: float,  # relative ridge of the normal equations
+                 warm: tuple | None = None,  # (U, V) to start from instead of `init`
+                 ) -> tuple:
+    "JD-Diag (CP-ALS) on one checked slot (eq. 3): `(U, V, cores, n_iter, converged, history)`."
     if warm is not None: U, V = warm
     elif init == "svd": U, V = _svd_init(st, w, r, generator)
     else:
@@ -271,20 +304,24 @@ def jd_diag(collection: LoraCollection,  # the adapters
             dtype: torch.dtype | None = None,  # compute dtype
             ) -> JDCompressed:
     "Joint diagonalisation with diagonal cores: ΔW_i ≈ U diag(s_i) Vᵀ, fitted by CP-ALS (eq. 3)."
-    stacks = _stacks(collection, dtype)
-    _check_common(rank, stacks, max_iter, tol, init)
+    stacks = collection_stacks(collection, dtype)
+    check_jd_args(rank, stacks, max_iter, tol, init)
     g = torch.Generator().manual_seed(seed)
     U, V, core, hist = {}, {}, {}, {}; iters, conv = 0, True
     for s, st in stacks.items():
-        u, v, c, it, ok, h = _jd_diag_slot(st, _weights(st, weighting), rank, max_iter, tol, init, g, ridge)
+        u, v, c, it, ok, h = jd_diag_slot(st, adapter_weights(st, weighting), rank, max_iter, tol, init, g, ridge)
         U[s], V[s], core[s], hist[s] = u[None], v[None], c, h
         iters, conv = max(iters, it), conv and ok
-    return JDCompressed(tuple(collection.names), tuple(stacks), "diag", rank, torch.zeros(len(collection), dtype=torch.long),
-                        U, V, core, iters, conv, seed, weighting, hist, stacks)
+    return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="diag", rank=rank,
+                        assign=torch.zeros(len(collection), dtype=torch.long), U=U, V=V, core=core, n_iter=iters,
+                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #efe98427
-def _project_stack(comp: JDCompressed, st: SlotStack, s: str):
-    "Cores (k, n, ...) and squared errors (k, n) of the adapters in `st` against every cluster's bases of slot s."
+def project_stack(comp: JDCompressed,  # a compression with bases on slot `s`
+                  st: SlotStack,  # (n adapters) stacked adapters of slot `s`
+                  s: str,  # the slot
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Closed-form cores `(k, n, ...)` and squared relative errors `(k, n)` of `st` against every cluster's bases."
     U, V = comp.U[s], comp.V[s]
     cores, errs = [], []
     for c in range(U.shape[0]):
@@ -313,7 +350,7 @@ def _append(comp: JDCompressed, name: str, adapter: Mapping[str, LoraFactors]) -
             pad = lambda X: torch.nn.functional.pad(X, (0, comp.rank - r))
             U[s] = torch.cat([U[s], pad(Ui[..., :r])]); V[s] = torch.cat([V[s], pad(Vi[..., :r])]); core[s] = torch.cat([core[s], pad(S[:, :r])])
     else:
-        res = {s: _project_stack(comp, sts[s], s) for s in comp.slots}
+        res = {s: project_stack(comp, sts[s], s) for s in comp.slots}
         c_new = int(torch.stack([res[s][1][:, 0] for s in comp.slots]).sum(0).argmin())
         for s in comp.slots: core[s] = torch.cat([core[s], res[s][0][c_new]])
     for s in comp.slots:
@@ -321,8 +358,8 @@ def _append(comp: JDCompressed, name: str, adapter: Mapping[str, LoraFactors]) -
         r0 = max(o.A.shape[1], n_.A.shape[1])
         padA = lambda X: torch.nn.functional.pad(X, (0, 0, 0, r0 - X.shape[1]))
         padB = lambda X: torch.nn.functional.pad(X, (0, r0 - X.shape[2]))
-        origs[s] = SlotStack(o.names + (name,), s, torch.cat([padA(o.A), padA(n_.A)]), torch.cat([padB(o.B), padB(n_.B)]),
-                             torch.cat([o.ranks, n_.ranks]))
+        origs[s] = SlotStack(names=o.names + (name,), slot=s, A=torch.cat([padA(o.A), padA(n_.A)]),
+                             B=torch.cat([padB(o.B), padB(n_.B)]), ranks=torch.cat([o.ranks, n_.ranks]))
     return replace(comp, names=comp.names + (name,), assign=torch.cat([comp.assign, torch.tensor([c_new])]),
                    U=U, V=V, core=core, originals=origs)
 

@@ -53,7 +53,7 @@ def stack_slot(collection: LoraCollection,  # the adapters
     for i, f in enumerate(fs):
         a, b = f.folded()
         A[i, :f.r] = a.to(dt); B[i, :, :f.r] = b.to(dt)
-    return SlotStack(tuple(collection.names), slot, A, B, torch.tensor([f.r for f in fs]))
+    return SlotStack(names=tuple(collection.names), slot=slot, A=A, B=B, ranks=torch.tensor([f.r for f in fs]))
 
 def stack_collection(collection: LoraCollection,  # the adapters (checked compatible)
                      dtype: torch.dtype | None = None,  # compute dtype
@@ -142,5 +142,5 @@ def make_lora_collection(n: int,  # number of adapters
                 Bs.append(Us * S[i]); As.append(Vs.T.clone())
             planted[slot] = (Us, Vs, S)
         for i, (B, A) in enumerate(zip(Bs, As)):
-            adapters[f"lora{i:04d}"][slot] = LoraFactors(A.contiguous(), (B / 2.0).contiguous(), alpha=2.0 * A.shape[0])
-    return SyntheticCollection(LoraCollection(adapters), labels, mode, seed, planted)
+            adapters[f"lora{i:04d}"][slot] = LoraFactors(A=A.contiguous(), B=(B / 2.0).contiguous(), alpha=2.0 * A.shape[0])
+    return SyntheticCollection(collection=LoraCollection(adapters), labels=labels, mode=mode, seed=seed, planted=planted)

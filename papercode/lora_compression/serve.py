@@ -203,6 +203,7 @@ def bench_serving(n_adapters: list,  # numbers of distinct adapters to try
         for pol in policies:
             res = {"base": 0, "single": r0 * 2 * d, "jd": k * rank * 2 * d + n * rank * rank,
                    "bgmv": n * r0 * 2 * d, "loop": n * r0 * 2 * d, "swap": min(cache, n) * r0 * 2 * d}[pol] * n_layers
-            out.append(ServingPoint(pol, n, T / float(torch.tensor(times[pol]).median()), res,
-                                    float(sum(len(b.unique()) for b in batches) / len(batches))))
+            out.append(ServingPoint(policy=pol, n_adapters=n, tokens_per_s=T / float(torch.tensor(times[pol]).median()),
+                                    resident_numbers=res,
+                                    distinct_per_step=float(sum(len(b.unique()) for b in batches) / len(batches))))
     return out

@@ -88,7 +88,8 @@ def make_task_suite(n_families: int = 4,  # families of related tasks
             i, j = torch.randperm(10, generator=g)[:2].tolist()
             m = pi.clone(); m[i], m[j] = pi[j], pi[i]
             maps.append(m); fam.append(f)
-    return TaskSuite(W, b, xtr, ytr, xte, yte, torch.stack(maps), torch.tensor(fam), acc, seed)
+    return TaskSuite(W=W, b=b, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, maps=torch.stack(maps),
+                     family=torch.tensor(fam), base_accuracy=acc, seed=seed)
 
 # %% ../../nbs/02_lora_compression/60_tasks.ipynb #f34f912f
 def train_task_loras(suite: TaskSuite,  # the base model and tasks
@@ -111,7 +112,7 @@ def train_task_loras(suite: TaskSuite,  # the base model and tasks
         target = suite.maps[:, suite.y_train[idx]]  # (n, batch)
         loss = F.cross_entropy(logits.reshape(-1, 10), target.reshape(-1)) * n
         opt.zero_grad(); loss.backward(); opt.step()
-    return LoraCollection({f"task{t:03d}": {k: LoraFactors(A[k][t].detach().clone(), B[k][t].detach().clone(), alpha)
+    return LoraCollection({f"task{t:03d}": {k: LoraFactors(A=A[k][t].detach().clone(), B=B[k][t].detach().clone(), alpha=alpha)
                                             for k, _, _ in _DIMS} for t in range(n)})
 
 def task_accuracy(suite: TaskSuite,  # base model and tasks

@@ -5,7 +5,6 @@
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #99d5a947
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -13,37 +12,88 @@ from dataclasses import dataclass
 import torch
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
+from ..core.models.llm import llm_missing, load_llm, score_choices
+from ..core.utils import torch_threads
+from .benchmark import simulated_claim, summarize_seeds
+from .llm_eval import LLM_FIT, load_timings, lofo, paper_table
+from .metrics import ece, probs_from_logits
+from .model import fit_thermometer, predict_temperature
+from .tasks import load_benchmark, make_task
+from .temperature import pooled_temperature, temperature_scale
 
 # %% auto #0
-__all__ = ['TSConfig', 'ts_accuracy_stationarity', 'SimConfig', 'simulated_lofo', 'LLMConfig', 'llm_lofo', 'efficiency_claim',
-           'bench_calibration_cost']
+__all__ = ['Config', 'median_seconds', 'recorded_llm', 'live_llm_seconds', 'ts_accuracy_stationarity', 'simulated_lofo',
+           'llm_lofo', 'efficiency_claim', 'bench_calibration_cost']
+
+# %% ../../nbs/10_thermometer/90_experiments.ipynb #c0f1a9e3
+@dataclass(frozen=True)
+class Config:
+    "Sizes of the chapter's experiments: `tiny()` runs in seconds on a CPU, `paper()` is the stored results' scale."
+    ts_n: int  # claim 1: simulated examples
+    ts_families: int  # claim 1: SmolLM2 families checked (the first ones of the benchmark)
+    sim_seeds: tuple  # claim 2: seeds, as offsets of the run's seed
+    sim_held_out: int  # claim 2: held-out tasks (folds) per seed
+    sim_steps: int  # claim 2: Thermometer training steps
+    sim_tasks: int  # claim 2: simulated tasks per benchmark
+    sim_prompts: int  # claim 2: prompts per simulated task
+    llm_held_out: tuple | None  # claim 3: held-out families (None: all 36)
+    llm_seeds: tuple  # claim 3: seeds, as offsets of the run's seed
+    llm_steps: int  # claim 3: Thermometer training steps
+    cost_steps: int  # claim 4: Thermometer training steps before timing it
+    bench_families: tuple  # benchmark: held-out families timed
+    bench_steps: int  # benchmark: Thermometer training steps
+    live_llm: bool  # also time the live LLM, when it is installed
+
+    @classmethod
+    def tiny(cls):
+        return cls(ts_n=2_000, ts_families=8, sim_seeds=(0, 1, 2), sim_held_out=2, sim_steps=300, sim_tasks=30,
+                   sim_prompts=200, llm_held_out=("capital", "next_letter", "add_2digit", "parity"), llm_seeds=(0,),
+                   llm_steps=300, cost_steps=100, bench_families=("capital", "add_2digit"), bench_steps=50,
+                   live_llm=False)
+
+    @classmethod
+    def paper(cls):
+        return cls(ts_n=20_000, ts_families=36, sim_seeds=(0, 1, 2, 3, 4), sim_held_out=8, sim_steps=1000,
+                   sim_tasks=60, sim_prompts=400, llm_held_out=None, llm_seeds=(0, 1, 2), llm_steps=2000,
+                   cost_steps=2000, bench_families=("capital", "plural", "add_2digit", "parity"), bench_steps=2000,
+                   live_llm=True)
+
+    @classmethod
+    def of(cls, ctx: RunContext):
+        "The config of a run's scale."
+        return cls.tiny() if ctx.tiny else cls.paper()
+
+def median_seconds(fn, reps: int) -> float:
+    "Median wall-clock time of `fn()` over `reps` calls, after one warm-up call."
+    fn(); ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+def recorded_llm(timings: dict, family: str) -> dict:
+    "The LLM's recorded scoring of a family's cloze-format task (seconds, load)."
+    return next(v for k, v in timings.items() if k.endswith("/" + family) and not k.startswith("letters-"))
+
+def live_llm_seconds(llm, family: str, n: int) -> float:
+    "Seconds per prompt of the live LLM on the first `n` prompts of a family."
+    task = make_task(family)
+    t0 = time.perf_counter(); score_choices(llm, task.prompts[:n], task.options[:n], progress=False)
+    return (time.perf_counter() - t0) / n
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #70bfc6cf
-@dataclass(frozen=True)
-class TSConfig:
-    n: int  # simulated examples
-    families: int  # SmolLM2 families checked (first ones of the benchmark)
-
-    @classmethod
-    def tiny(cls): return cls(n=2_000, families=8)
-    @classmethod
-    def paper(cls): return cls(n=20_000, families=36)
-
 @experiment("thermometer", "ts_accuracy_stationarity",
-            claim="Temperature scaling leaves every arg-max unchanged, and the fitted temperature is the stationary point of the NLL",
-            paper="'preserves the accuracy of the LLM' (Shen et al. 2024, abstract); TS = NLL minimiser (Guo et al. 2017)",
+            claim="Temperature scaling leaves every arg-max unchanged, and the fitted temperature is the stationary "
+                  "point of the NLL",
+            paper="'preserves the accuracy of the LLM' (Shen et al. 2024, abstract); TS = NLL minimiser "
+                  "(Guo et al. 2017)",
             tol="accuracy identical at 9 temperatures; |L'(1/T)| <= 1e-8; |T_fit - 2.5| <= 0.15 (n=2k) / 0.1 (n=20k)")
 def ts_accuracy_stationarity(ctx: RunContext) -> Outcome:
-    from papercode.thermometer.metrics import ece, probs_from_logits
-    from papercode.thermometer.tasks import load_benchmark
-    from papercode.thermometer.temperature import temperature_scale
-    cfg = TSConfig.tiny() if ctx.tiny else TSConfig.paper()
+    cfg = Config.of(ctx)
     g = ctx.generator()
-    z = 2 * torch.randn(cfg.n, 4, generator=g, dtype=torch.float64)
+    z = 2 * torch.randn(cfg.ts_n, 4, generator=g, dtype=torch.float64)
     y = torch.multinomial(torch.softmax(z, 1), 1, generator=g)[:, 0]
     sets = [("simulated", 2.5 * z, y)]
-    bench = load_benchmark()
-    sets += [(name, s.logits.double(), s.labels) for name, s in list(bench.items())[:cfg.families]]
+    sets += [(name, s.logits.double(), s.labels) for name, s in list(load_benchmark().items())[:cfg.ts_families]]
     grid = [0.05, 0.2, 0.5, 0.9, 1.0, 1.5, 3.0, 10.0, 50.0]
     same, worst_grad, rows, conv = True, 0.0, {}, True
     for name, zz, yy in sets:
@@ -54,114 +104,83 @@ def ts_accuracy_stationarity(ctx: RunContext) -> Outcome:
         rows[name] = dict(T=fit.temperature, at_bound=fit.at_bound, grad=fit.grad,
                           ece_before=ece(probs_from_logits(zz), yy).item(),
                           ece_after=ece(probs_from_logits(zz, fit.temperature), yy).item())
-    t_sim = rows["simulated"]["T"]
-    tol_T = 0.15 if cfg.n < 20_000 else 0.1
+    t_sim, sim = rows["simulated"]["T"], rows["simulated"]
+    tol_T = 0.15 if cfg.ts_n < 20_000 else 0.1
     ok = same and worst_grad <= 1e-8 and abs(t_sim - 2.5) <= tol_T
     return Outcome(ours=(f"arg-max {'unchanged' if same else 'CHANGED'}; max |L'| {worst_grad:.1e}; T_fit {t_sim:.3f} "
-                         f"(T0 2.5, n={cfg.n}); ECE {rows['simulated']['ece_before']:.3f} -> "
-                         f"{rows['simulated']['ece_after']:.3f}; {len(sets) - 1} SmolLM2 families"),
+                         f"(T0 2.5, n={cfg.ts_n}); ECE {sim['ece_before']:.3f} -> {sim['ece_after']:.3f}; "
+                         f"{len(sets) - 1} SmolLM2 families"),
                    passed=ok, value=t_sim, converged=conv, details=rows)
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #2a988255
-@dataclass(frozen=True)
-class SimConfig:
-    seeds: tuple
-    n_held_out: int
-    steps: int
-    n_tasks: int
-    n_prompts: int
-
-    @classmethod
-    def tiny(cls): return cls(seeds=(0, 1, 2), n_held_out=2, steps=300, n_tasks=30, n_prompts=200)
-    @classmethod
-    def paper(cls): return cls(seeds=(0, 1, 2, 3, 4), n_held_out=8, steps=1000, n_tasks=60, n_prompts=400)
-
 @experiment("thermometer", "simulated_lofo",
-            claim="On a simulated multi-task benchmark, leave-one-task-out Thermometer lowers mean ECE well below Vanilla, close to TS with the held-out labels",
-            paper="spec oracle 8 (one seed, 8 folds): Vanilla 0.133, Thermometer 0.046, TS-oracle 0.031; paper: ordering Vanilla > Thermometer >~ TS-oracle",
-            tol="95% intervals over seeds: Thermometer's upper bound < Vanilla's lower bound, and TS-oracle <= Thermometer")
+            claim="On a simulated multi-task benchmark, leave-one-task-out Thermometer lowers mean ECE well below "
+                  "Vanilla, close to TS with the held-out labels",
+            paper="first single-seed run (8 folds): Vanilla 0.133, Thermometer 0.046, TS-oracle 0.031; "
+                  "paper: ordering Vanilla > Thermometer >~ TS-oracle",
+            tol="95% intervals over seeds: Thermometer's upper bound < Vanilla's lower bound, "
+                "and TS-oracle <= Thermometer")
 def simulated_lofo(ctx: RunContext) -> Outcome:
-    from papercode.thermometer.benchmark import METHODS, simulated_claim
-    cfg = SimConfig.tiny() if ctx.tiny else SimConfig.paper()
-    seeds = tuple(ctx.seed + s for s in cfg.seeds)
-    summ, runs = simulated_claim(seeds=seeds, n_held_out=cfg.n_held_out, steps=cfg.steps, n_tasks=cfg.n_tasks,
-                                 n_prompts=cfg.n_prompts)
+    cfg = Config.of(ctx)
+    seeds = tuple(ctx.seed + s for s in cfg.sim_seeds)
+    summ, runs = simulated_claim(seeds=seeds, n_held_out=cfg.sim_held_out, steps=cfg.sim_steps,
+                                 n_tasks=cfg.sim_tasks, n_prompts=cfg.sim_prompts)
     m, hw = summ.mean, summ.half_width
     ok = (m["thermometer"] + hw["thermometer"] < m["vanilla"] - hw["vanilla"]) and m["ts_oracle"] <= m["thermometer"]
     ours = ", ".join(f"{k} {m[k]:.3f}±{hw[k]:.3f}" for k in ("vanilla", "ts_cv", "thermometer", "ts_oracle"))
-    return Outcome(ours=f"mean ECE {ours} ({len(seeds)} seeds x {cfg.n_held_out} folds, {cfg.n_tasks} tasks)",
+    config = dict(seeds=cfg.sim_seeds, n_held_out=cfg.sim_held_out, steps=cfg.sim_steps, n_tasks=cfg.sim_tasks,
+                  n_prompts=cfg.sim_prompts)
+    return Outcome(ours=f"mean ECE {ours} ({len(seeds)} seeds x {cfg.sim_held_out} folds, {cfg.sim_tasks} tasks)",
                    passed=ok, value=m["thermometer"],
-                   details=dict(config=cfg.__dict__, mean=m, half_width=hw, per_seed=summ.per_seed))
+                   details=dict(config=config, mean=m, half_width=hw, per_seed=summ.per_seed))
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #bb49787f
-@dataclass(frozen=True)
-class LLMConfig:
-    held_out: tuple | None  # None: all families
-    seeds: tuple
-    steps: int
-
-    @classmethod
-    def tiny(cls): return cls(held_out=("capital", "next_letter", "add_2digit", "parity"), seeds=(0,), steps=300)
-    @classmethod
-    def paper(cls): return cls(held_out=None, seeds=(0, 1, 2), steps=2000)
-
-def _llm_summary(results):
-    from papercode.thermometer.benchmark import summarize_seeds
-    return {m: summarize_seeds(results, m) for m in ("ece", "mce", "tl_ece", "nll", "brier", "accuracy")}
-
 @experiment("thermometer", "llm_lofo",
-            claim="With SmolLM2-135M on 36 generated task families, leave-one-family-out Thermometer has lower mean ECE than Vanilla and TS-CV (accuracy unchanged)",
-            paper="ordering Vanilla > TS-CV > Thermometer >~ TS-oracle in mean ECE on MMLU / BIG-bench / MRQA with LLaMA-2-Chat 7B and FLAN-T5-XL (numbers not checked: TODO-PDF)",
+            claim="With SmolLM2-135M on 36 generated task families, leave-one-family-out Thermometer has lower "
+                  "mean ECE than Vanilla and TS-CV (accuracy unchanged)",
+            paper="ordering Vanilla > TS-CV > Thermometer >~ TS-oracle in mean ECE on MMLU / BIG-bench / MRQA with "
+                  "LLaMA-2-Chat 7B and FLAN-T5-XL (the paper's numbers not checked: its tables were not available)",
             tol="mean ECE: Thermometer < Vanilla and Thermometer < TS-CV; accuracy identical across methods")
 def llm_lofo(ctx: RunContext) -> Outcome:
-    from papercode.thermometer.llm_eval import lofo, paper_table
-    from papercode.thermometer.tasks import load_benchmark
-    cfg = LLMConfig.tiny() if ctx.tiny else LLMConfig.paper()
+    cfg = Config.of(ctx)
     bench = load_benchmark()
-    res = lofo(bench, seeds=tuple(ctx.seed + s for s in cfg.seeds), held_out=cfg.held_out, steps=cfg.steps)
-    s = _llm_summary(res)
-    e = s["ece"].mean
+    res = lofo(bench, seeds=tuple(ctx.seed + s for s in cfg.llm_seeds), held_out=cfg.llm_held_out,
+               steps=cfg.llm_steps)
+    e = summarize_seeds(res, "ece").mean
     same_acc = all(len({round(v, 12) for v in row.values()}) == 1 for r in res for row in r.table("accuracy").values())
     ok = e["thermometer"] < e["vanilla"] and e["thermometer"] < e["ts_cv"] and same_acc
-    n_f = len(bench) if cfg.held_out is None else len(cfg.held_out)
-    return Outcome(ours=(f"mean ECE vanilla {e['vanilla']:.3f}, TS-CV {e['ts_cv']:.3f}, Thermometer {e['thermometer']:.3f}, "
-                         f"TS-oracle {e['ts_oracle']:.3f} ({n_f} families, {len(cfg.seeds)} seed(s), {cfg.steps} steps)"),
-                   passed=ok, value=e["thermometer"],
-                   details=dict(config=cfg.__dict__, table=paper_table(res)), table=paper_table(res))
+    n_f = len(bench) if cfg.llm_held_out is None else len(cfg.llm_held_out)
+    table = paper_table(res)
+    config = dict(held_out=cfg.llm_held_out, seeds=cfg.llm_seeds, steps=cfg.llm_steps)
+    return Outcome(ours=(f"mean ECE vanilla {e['vanilla']:.3f}, TS-CV {e['ts_cv']:.3f}, "
+                         f"Thermometer {e['thermometer']:.3f}, TS-oracle {e['ts_oracle']:.3f} "
+                         f"({n_f} families, {len(cfg.llm_seeds)} seed(s), {cfg.llm_steps} steps)"),
+                   passed=ok, value=e["thermometer"], details=dict(config=config, table=table), table=table)
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #a04b28ee
 @experiment("thermometer", "efficiency",
-            claim="Predicting a new task's temperature costs one small-MLP pass over the unlabelled prompts' features: a negligible fraction of the LLM's inference",
-            paper="'a fraction of the computational cost' (abstract); Fig. 1: Thermometer's runtime close to the LLM's single pass, far below multi-pass methods",
+            claim="Predicting a new task's temperature costs one small-MLP pass over the unlabelled prompts' "
+                  "features: a negligible fraction of the LLM's inference",
+            paper="'a fraction of the computational cost' (abstract); Fig. 1: Thermometer's runtime close to the "
+                  "LLM's single pass, far below multi-pass methods",
             tol="Thermometer time per task < 1% of the LLM's scoring time for the same task")
 def efficiency_claim(ctx: RunContext) -> Outcome:
-    from papercode.core.models.llm import llm_missing
-    from papercode.thermometer.llm_eval import LLM_FIT, load_timings
-    from papercode.thermometer.model import fit_thermometer, predict_temperature
-    from papercode.thermometer.tasks import FAMILIES, load_benchmark, make_task
+    cfg = Config.of(ctx)
     bench = load_benchmark()
     held = "capital"
-    fit = fit_thermometer([s for n, s in bench.items() if n != held], **{**LLM_FIT, "steps": 100 if ctx.tiny else 2000},
+    fit = fit_thermometer([s for n, s in bench.items() if n != held], **{**LLM_FIT, "steps": cfg.cost_steps},
                           seed=ctx.seed)
     f = bench[held].features
-    predict_temperature(fit, f)
-    ts = []
-    for _ in range(50):
-        t0 = time.perf_counter(); predict_temperature(fit, f); ts.append(time.perf_counter() - t0)
-    th = statistics.median(ts)
+    th = median_seconds(lambda: predict_temperature(fit, f), 50)
     tim = load_timings()
-    llm_rec = next(v for k, v in tim.items() if k.endswith("/" + held) and not k.startswith("letters-"))
+    llm_rec = recorded_llm(tim, held)
     details = dict(thermometer_s=th, llm_recorded_s=llm_rec["seconds"], llm_recorded_load=llm_rec.get("load"),
                    n_prompts=len(f), median_llm_recorded_s=statistics.median(
                        v["seconds"] for k, v in tim.items() if not k.startswith("letters-")))
     ratio = th / llm_rec["seconds"]
     live = ""
-    if not ctx.tiny and llm_missing() is None:
-        from papercode.core.models.llm import load_llm, score_choices
-        t = make_task(held)
-        llm = load_llm()
-        t0 = time.perf_counter(); score_choices(llm, t.prompts[:8], t.options[:8], progress=False)
-        per_prompt = (time.perf_counter() - t0) / 8
+    if cfg.live_llm and llm_missing() is None:
+        per_prompt = live_llm_seconds(load_llm(), held, 8)
         details["llm_live_s_per_prompt"] = per_prompt
         ratio = max(ratio, th / (per_prompt * len(f)))
         live = f"; live LLM {per_prompt:.2f} s/prompt"
@@ -174,45 +193,25 @@ def efficiency_claim(ctx: RunContext) -> Outcome:
            what="seconds to obtain a temperature for one new task of 96 prompts (median of repeats, CPU, 1 thread)",
            baseline="the LLM's own scoring time for the same task (recorded at tiny scale; live at paper scale)")
 def bench_calibration_cost(ctx: RunContext) -> Outcome:
-    from papercode.core.models.llm import llm_missing
-    from papercode.thermometer.llm_eval import LLM_FIT, load_timings
-    from papercode.thermometer.model import cpu_threads, fit_thermometer, predict_temperature
-    from papercode.thermometer.tasks import load_benchmark, make_task
-    from papercode.thermometer.temperature import pooled_temperature, temperature_scale
+    cfg = Config.of(ctx)
     bench = load_benchmark()
-    fams = ["capital", "add_2digit"] if ctx.tiny else ["capital", "plural", "add_2digit", "parity"]
     tim = load_timings()
-    live = not ctx.tiny and llm_missing() is None
-    if live:
-        from papercode.core.models.llm import load_llm, score_choices
-        llm = load_llm()
-
-    def med(fn, reps):
-        fn(); ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
-
+    live = cfg.live_llm and llm_missing() is None
+    llm = load_llm() if live else None
     rows = []
-    for fam in fams:
+    for fam in cfg.bench_families:
         s = bench[fam]
         others = [v for k, v in bench.items() if k != fam]
-        fit = fit_thermometer(others, **{**LLM_FIT, "steps": 50 if ctx.tiny else 2000}, seed=ctx.seed)
-        llm_rec = next(v["seconds"] for k, v in tim.items() if k.endswith("/" + fam) and not k.startswith("letters-"))
-        base = llm_rec
-        with cpu_threads(1):
-            t = dict(thermometer=med(lambda: predict_temperature(fit, s.features), 20),
-                     ts_labelled=med(lambda: temperature_scale(s.logits, s.labels), 5),
-                     ts_cv_pooled=med(lambda: pooled_temperature([(o.logits, o.labels) for o in others]), 3))
-        t["llm_recorded"] = llm_rec
-        if live:
-            task = make_task(fam)
-            t0 = time.perf_counter(); score_choices(llm, task.prompts[:16], task.options[:16], progress=False)
-            t["llm_live"] = (time.perf_counter() - t0) / 16 * len(s)
-            base = t["llm_live"]
-        for k, v in t.items():
-            rows.append(dict(family=fam, method=k, seconds=f"{v:.3g}", vs_llm=f"{v / base:.1e}"))
-    th = statistics.median(float(r["seconds"]) for r in rows if r["method"] == "thermometer")
-    llm_t = statistics.median(float(r["seconds"]) for r in rows if r["method"] == ("llm_live" if live else "llm_recorded"))
-    return Outcome(ours=f"Thermometer {th * 1e3:.2f} ms vs LLM {llm_t:.0f} s per task ({'live' if live else 'recorded'})",
-                   table=rows, details=dict(rows=rows, live=live))
+        fit = fit_thermometer(others, **{**LLM_FIT, "steps": cfg.bench_steps}, seed=ctx.seed)
+        with torch_threads(1):
+            t = dict(thermometer=median_seconds(lambda: predict_temperature(fit, s.features), 20),
+                     ts_labelled=median_seconds(lambda: temperature_scale(s.logits, s.labels), 5),
+                     ts_cv_pooled=median_seconds(lambda: pooled_temperature([(o.logits, o.labels) for o in others]), 3))
+        t["llm_recorded"] = base = recorded_llm(tim, fam)["seconds"]
+        if live: t["llm_live"] = base = live_llm_seconds(llm, fam, 16) * len(s)
+        rows += [dict(family=fam, method=k, seconds=f"{v:.3g}", vs_llm=f"{v / base:.1e}") for k, v in t.items()]
+    med = lambda method: statistics.median(float(r["seconds"]) for r in rows if r["method"] == method)
+    th, llm_t = med("thermometer"), med("llm_live" if live else "llm_recorded")
+    how = "live" if live else "recorded"
+    return Outcome(ours=f"Thermometer {th * 1e3:.2f} ms vs LLM {llm_t:.0f} s per task ({how})", table=rows,
+                   details=dict(rows=rows, live=live))

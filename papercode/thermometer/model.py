@@ -5,7 +5,6 @@
 # %% ../../nbs/10_thermometer/30_model.ipynb #8b12c062
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -15,9 +14,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..core.utils import torch_threads
+
 # %% auto #0
-__all__ = ['Thermometer', 'gamma_nll', 'CalibTask', 'as_calib_task', 'scaled_logits', 'cpu_threads', 'ThermometerFit',
-           'fit_thermometer', 'predict_temperature']
+__all__ = ['Thermometer', 'gamma_nll', 'CalibTask', 'as_calib_task', 'scaled_logits', 'ThermometerFit', 'fit_thermometer',
+           'predict_temperature']
 
 # %% ../../nbs/10_thermometer/30_model.ipynb #28ad9e0e
 class Thermometer(nn.Module):
@@ -78,9 +79,10 @@ class CalibTask:
 def as_calib_task(t, i: int = 0) -> CalibTask:
     "A `CalibTask` from a CalibTask, an object with logits/features/labels, or a (logits, features, labels) tuple."
     if isinstance(t, CalibTask): task = t
-    elif isinstance(t, (tuple, list)) and len(t) == 3: task = CalibTask(f"task{i}", *t)
+    elif isinstance(t, (tuple, list)) and len(t) == 3:
+        task = CalibTask(name=f"task{i}", logits=t[0], features=t[1], labels=t[2])
     elif all(hasattr(t, a) for a in ("logits", "features", "labels")):
-        task = CalibTask(getattr(t, "name", f"task{i}"), t.logits, t.features, t.labels)
+        task = CalibTask(name=getattr(t, "name", f"task{i}"), logits=t.logits, features=t.features, labels=t.labels)
     else: raise ValueError(f"tasks: entry {i} is not a task (needs logits, features, labels)")
     z, f, y = task.logits, task.features, task.labels
     if z.ndim != 2 or f.ndim != 2 or y.ndim != 1 or not (len(z) == len(f) == len(y)):
@@ -99,14 +101,6 @@ def scaled_logits(logits: torch.Tensor,  # (N, C), -inf for absent options
                        torch.full_like(logits, float("-inf")))
 
 # %% ../../nbs/10_thermometer/30_model.ipynb #0d7b7d2e
-@contextlib.contextmanager
-def cpu_threads(n: int | None):
-    "Run a block with `n` torch CPU threads (None: unchanged), restoring the previous number after."
-    old = torch.get_num_threads()
-    if n is not None: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 @dataclass(frozen=True)
 class ThermometerFit:
     "A trained Thermometer and how training went."
@@ -143,12 +137,14 @@ def fit_thermometer(tasks: Sequence,  # labelled training tasks (see `as_calib_t
     tasks = [as_calib_task(t, i) for i, t in enumerate(tasks)]
     F = tasks[0].features.shape[1]
     for t in tasks:
-        if t.features.shape[1] != F: raise ValueError(f"tasks: feature sizes differ ({F} vs {t.features.shape[1]} in {t.name})")
-        if len(t) < 2 and val_fraction > 0: raise ValueError(f"tasks: task {t.name!r} has {len(t)} prompt; need at least 2 (train and validation)")
+        if t.features.shape[1] != F:
+            raise ValueError(f"tasks: feature sizes differ ({F} vs {t.features.shape[1]} in {t.name})")
+        if len(t) < 2 and val_fraction > 0:
+            raise ValueError(f"tasks: task {t.name!r} has {len(t)} prompt; need at least 2 (train and validation)")
     if not (0 <= val_fraction < 1): raise ValueError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     if steps < 1 or batch_size < 1: raise ValueError("steps and batch_size: must be positive")
     device = torch.device(device) if device is not None else tasks[0].features.device
-    with cpu_threads(num_threads if device.type == "cpu" else None):
+    with torch_threads(num_threads if device.type == "cpu" else None):
         return _fit(tasks, F, prior, lam, hidden, steps, batch_size, lr, weight_decay, val_fraction, eval_every,
                     standardize, seed, device)
 
@@ -219,5 +215,5 @@ def predict_temperature(model: Thermometer | ThermometerFit,  # a trained Thermo
     if not torch.isfinite(features).all(): raise ValueError("features: contains NaN or inf")
     model.eval()
     p = next(model.parameters())
-    with cpu_threads(num_threads if p.device.type == "cpu" else None):
+    with torch_threads(num_threads if p.device.type == "cpu" else None):
         return model.temperature(features.to(p.device, p.dtype)).item()

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..core.models.llm import cached_scores, cache_key, llm_missing
+from ..core.utils import torch_threads
 
 # %% auto #0
 __all__ = ['CAPITALS', 'CONTINENTS', 'LANGUAGES', 'ANTONYMS', 'SYNONYMS', 'PLURALS', 'PAST', 'SOUNDS', 'COLOURS', 'ANIMAL_CLASS',
@@ -354,49 +355,49 @@ def _roman(rng):
     return f"The Roman numeral {roman(n)} stands for the number", opts, y
 
 # %% ../../nbs/10_thermometer/50_tasks.ipynb #25370f1d
-FAMILIES = {f.name: f for f in [
-    Family("capital", "knowledge", "capital-q", _fact(CAPITALS, "What is the capital city of {}?")),
-    Family("continent", "knowledge", "continent-listed", _fact(CONTINENTS, "On which continent is {}?", show=True)),
-    Family("language", "knowledge", "language-q", _fact(LANGUAGES, "What is the main language spoken in {}?")),
-    Family("animal_sound", "knowledge", "sound-listed",
-           _fact(SOUNDS, "What sound does a {} make?", show=True, fmt="Animal sounds. {q}\nAnswer:")),
-    Family("colour", "knowledge", "colour-cloze",
-           _fact(COLOURS, "the colour of {}", fmt="Fill in the blank with a colour: {q} is")),
-    Family("animal_class", "knowledge", "class-listed",
-           _fact({k: k2 for k, k2 in ANIMAL_CLASS.items()}, "Is a {} a", show=True, fmt="Biology. {q}?\nAnswer:")),
-    Family("baby_animal", "knowledge", "baby-q", _fact(BABIES, "A baby {} is called a", show=True,
-                                                        fmt="Young animals: {q}?\nAnswer:")),
-    Family("fruit_or_veg", "knowledge", "fruit-veg", _fruit_veg),
-    Family("antonym", "language", "antonym-q", _fact(ANTONYMS, "What is the opposite of \"{}\"?")),
-    Family("synonym", "language", "synonym-listed", _fact(SYNONYMS, "Which word means the same as \"{}\"", show=True,
-                                                           fmt="Synonyms. {q}?\nAnswer:")),
-    Family("plural", "language", "plural-cloze", _plural),
-    Family("past_tense", "language", "past-cloze", _past),
-    Family("female_form", "language", "female-q", _fact(FEMALE, "The female form of \"{}\" is", show=True,
-                                                         fmt="Grammar: {q}?\nAnswer:")),
-    Family("rhyme", "language", "rhyme-listed", _rhyme),
-    Family("odd_one_out", "language", "odd-listed", _odd),
-    Family("spelling", "language", "spelling-listed", _spelling),
-    Family("sentiment", "language", "sentiment", _sentiment),
-    Family("first_letter", "symbolic", "first-letter", _first_letter),
-    Family("next_letter", "symbolic", "next-letter", _letter_step(1)),
-    Family("previous_letter", "symbolic", "prev-letter", _letter_step(-1)),
-    Family("weekday", "symbolic", "weekday", _calendar(DAYS, "day")),
-    Family("month", "symbolic", "month", _calendar(MONTHS, "month")),
-    Family("alphabetical", "symbolic", "alpha-listed", _alphabetical),
-    Family("letter_count", "symbolic", "letter-count", _letter_count),
-    Family("add_1digit", "arithmetic", "add1", _arith("+", 0, 9, 0, 9, 3, "Math: {a} + {b} =")),
-    Family("add_2digit", "arithmetic", "add2", _arith("+", 10, 99, 10, 99, 11, "Compute the sum {a} plus {b}.\nAnswer:")),
-    Family("sub_1digit", "arithmetic", "sub1", _arith("-", 0, 18, 0, 9, 3, "Subtraction: {a} - {b} =")),
-    Family("mul_1digit", "arithmetic", "mul1", _arith("*", 2, 9, 2, 9, 8, "Times tables: {a} x {b} =")),
-    Family("mul_2digit", "arithmetic", "mul2", _arith("*", 12, 49, 3, 9, 20, "Multiply {a} by {b}. The product is")),
-    Family("compare", "arithmetic", "compare", _compare),
-    Family("largest_of_3", "arithmetic", "largest3", _largest3),
-    Family("parity", "arithmetic", "parity", _parity),
-    Family("units", "arithmetic", "units", _units),
-    Family("sequence", "arithmetic", "sequence", _sequence),
-    Family("number_words", "arithmetic", "number-words", _number_words),
-    Family("roman", "arithmetic", "roman", _roman),
+FAMILIES = {name: Family(name=name, kind=kind, template=template, draw=draw) for name, kind, template, draw in [
+    ("capital", "knowledge", "capital-q", _fact(CAPITALS, "What is the capital city of {}?")),
+    ("continent", "knowledge", "continent-listed", _fact(CONTINENTS, "On which continent is {}?", show=True)),
+    ("language", "knowledge", "language-q", _fact(LANGUAGES, "What is the main language spoken in {}?")),
+    ("animal_sound", "knowledge", "sound-listed",
+     _fact(SOUNDS, "What sound does a {} make?", show=True, fmt="Animal sounds. {q}\nAnswer:")),
+    ("colour", "knowledge", "colour-cloze",
+     _fact(COLOURS, "the colour of {}", fmt="Fill in the blank with a colour: {q} is")),
+    ("animal_class", "knowledge", "class-listed",
+     _fact({k: k2 for k, k2 in ANIMAL_CLASS.items()}, "Is a {} a", show=True, fmt="Biology. {q}?\nAnswer:")),
+    ("baby_animal", "knowledge", "baby-q", _fact(BABIES, "A baby {} is called a", show=True,
+                                                  fmt="Young animals: {q}?\nAnswer:")),
+    ("fruit_or_veg", "knowledge", "fruit-veg", _fruit_veg),
+    ("antonym", "language", "antonym-q", _fact(ANTONYMS, "What is the opposite of \"{}\"?")),
+    ("synonym", "language", "synonym-listed", _fact(SYNONYMS, "Which word means the same as \"{}\"", show=True,
+                                                     fmt="Synonyms. {q}?\nAnswer:")),
+    ("plural", "language", "plural-cloze", _plural),
+    ("past_tense", "language", "past-cloze", _past),
+    ("female_form", "language", "female-q", _fact(FEMALE, "The female form of \"{}\" is", show=True,
+                                                   fmt="Grammar: {q}?\nAnswer:")),
+    ("rhyme", "language", "rhyme-listed", _rhyme),
+    ("odd_one_out", "language", "odd-listed", _odd),
+    ("spelling", "language", "spelling-listed", _spelling),
+    ("sentiment", "language", "sentiment", _sentiment),
+    ("first_letter", "symbolic", "first-letter", _first_letter),
+    ("next_letter", "symbolic", "next-letter", _letter_step(1)),
+    ("previous_letter", "symbolic", "prev-letter", _letter_step(-1)),
+    ("weekday", "symbolic", "weekday", _calendar(DAYS, "day")),
+    ("month", "symbolic", "month", _calendar(MONTHS, "month")),
+    ("alphabetical", "symbolic", "alpha-listed", _alphabetical),
+    ("letter_count", "symbolic", "letter-count", _letter_count),
+    ("add_1digit", "arithmetic", "add1", _arith("+", 0, 9, 0, 9, 3, "Math: {a} + {b} =")),
+    ("add_2digit", "arithmetic", "add2", _arith("+", 10, 99, 10, 99, 11, "Compute the sum {a} plus {b}.\nAnswer:")),
+    ("sub_1digit", "arithmetic", "sub1", _arith("-", 0, 18, 0, 9, 3, "Subtraction: {a} - {b} =")),
+    ("mul_1digit", "arithmetic", "mul1", _arith("*", 2, 9, 2, 9, 8, "Times tables: {a} x {b} =")),
+    ("mul_2digit", "arithmetic", "mul2", _arith("*", 12, 49, 3, 9, 20, "Multiply {a} by {b}. The product is")),
+    ("compare", "arithmetic", "compare", _compare),
+    ("largest_of_3", "arithmetic", "largest3", _largest3),
+    ("parity", "arithmetic", "parity", _parity),
+    ("units", "arithmetic", "units", _units),
+    ("sequence", "arithmetic", "sequence", _sequence),
+    ("number_words", "arithmetic", "number-words", _number_words),
+    ("roman", "arithmetic", "roman", _roman),
 ]}
 
 # %% ../../nbs/10_thermometer/50_tasks.ipynb #343505b1
@@ -494,7 +495,6 @@ def build_cache(families: Sequence[str] | None = None,  # default: all of `FAMIL
                 num_threads: int | None = 1,  # CPU threads (1 was 3x faster than 2 on a busy 2-core machine)
                 ) -> dict:
     "Score every family with the LLM (skipping cached ones); write per-task scoring times to timings.json."
-    if num_threads is not None and device == "cpu": torch.set_num_threads(num_threads)
     families = list(FAMILIES) if families is None else list(families)
     why = llm_missing()
     if why: raise ImportError(f"build_cache: {why}")
@@ -502,15 +502,16 @@ def build_cache(families: Sequence[str] | None = None,  # default: all of `FAMIL
     tpath = cache_dir / "timings.json"
     timings = json.loads(tpath.read_text()) if tpath.exists() else {}
     jobs = [make_task(f, n, seed) for f in families] + [letter_task(make_task(f, n, seed)) for f in letter_families]
-    for t in jobs:
-        if cache_path(t, cache_dir).exists(): continue
-        t0 = time.perf_counter()
-        task_scores(t, cache_dir, build=True, device=device, progress=True)
-        timings[t.template + "/" + t.name] = dict(seconds=time.perf_counter() - t0, n=len(t), device=device,
-                                                   machine=platform.processor() or platform.machine(),
-                                                   threads=torch.get_num_threads(), load=os.getloadavg()[0])
-        tpath.write_text(json.dumps(timings, indent=1))
-        print(f"{t.template:24s} {len(t)} items {timings[t.template + '/' + t.name]['seconds']:.1f} s", flush=True)
+    with torch_threads(num_threads if device == "cpu" else None):
+        for t in jobs:
+            if cache_path(t, cache_dir).exists(): continue
+            t0 = time.perf_counter()
+            task_scores(t, cache_dir, build=True, device=device, progress=True)
+            timings[t.template + "/" + t.name] = dict(seconds=time.perf_counter() - t0, n=len(t), device=device,
+                                                       machine=platform.processor() or platform.machine(),
+                                                       threads=torch.get_num_threads(), load=os.getloadavg()[0])
+            tpath.write_text(json.dumps(timings, indent=1))
+            print(f"{t.template:24s} {len(t)} items {timings[t.template + '/' + t.name]['seconds']:.1f} s", flush=True)
     return timings
 
 # %% ../../nbs/10_thermometer/50_tasks.ipynb #edc6785b

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import torch
 
+from ..core.utils import torch_threads
 from .metrics import probs_from_logits
 
 # %% auto #0
@@ -31,16 +32,19 @@ class TemperatureFit:
 def check_logits(logits: torch.Tensor, labels: torch.Tensor, min_n: int = 1) -> None:
     "Raise a ValueError naming the problem if `logits`/`labels` are not usable."
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not logits.is_floating_point():
-        raise ValueError(f"logits: expected a floating-point tensor (N, C), got {getattr(logits, 'shape', type(logits))}")
+        got = getattr(logits, "shape", type(logits))
+        raise ValueError(f"logits: expected a floating-point tensor (N, C), got {got}")
     N, C = logits.shape
     if N < min_n: raise ValueError(f"logits: need at least {min_n} examples, got {N}")
     if C < 2: raise ValueError(f"logits: need at least 2 options, got {C}")
     if torch.isnan(logits).any() or (logits == float("inf")).any(): raise ValueError("logits: contains NaN or +inf")
-    if (torch.isinf(logits).sum(1) > C - 2).any(): raise ValueError("logits: every example needs at least 2 finite options")
+    if (torch.isinf(logits).sum(1) > C - 2).any():
+        raise ValueError("logits: every example needs at least 2 finite options")
     if not isinstance(labels, torch.Tensor) or labels.shape != (N,) or labels.is_floating_point():
         raise ValueError(f"labels: expected integer tensor of shape ({N},)")
     if ((labels < 0) | (labels >= C)).any(): raise ValueError(f"labels: out of range [0, {C})")
-    if torch.isinf(logits.gather(1, labels[:, None])).any(): raise ValueError("labels: point at an absent (-inf) option")
+    if torch.isinf(logits.gather(1, labels[:, None])).any():
+        raise ValueError("labels: point at an absent (-inf) option")
 
 def nll_grad(logits: torch.Tensor,  # (N, C) logits z
              labels: torch.Tensor,  # (N,) right options
@@ -66,10 +70,8 @@ def temperature_scale(logits: torch.Tensor,  # (N, C) logits z (-inf for absent 
     check_logits(logits, labels, min_n=2)
     lo_t, hi_t = bounds
     if not (0 < lo_t < 1 < hi_t): raise ValueError(f"bounds: need 0 < low < 1 < high, got {bounds}")
-    old = torch.get_num_threads()
-    if num_threads is not None and logits.device.type == "cpu": torch.set_num_threads(num_threads)
-    try: return _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter)
-    finally: torch.set_num_threads(old)
+    with torch_threads(num_threads if logits.device.type == "cpu" else None):
+        return _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter)
 
 def _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter):
     b_lo, b_hi = 1 / hi_t, 1 / lo_t
@@ -79,7 +81,8 @@ def _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter):
     if g_lo >= 0 or g_hi <= 0:  # the root is outside the bracket: optimum at a bound
         b = b_lo if g_lo >= 0 else b_hi
         L, g, _ = nll_grad(logits, labels, b)
-        return TemperatureFit(1 / b, L0, L, g, 0, True, True)
+        return TemperatureFit(temperature=1 / b, nll_before=L0, nll_after=L, grad=g, n_iter=0, converged=True,
+                              at_bound=True)
     b, it, conv = 1.0, 0, False
     for it in range(1, max_iter + 1):
         L, g, h = nll_grad(logits, labels, b)
@@ -90,7 +93,8 @@ def _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter):
         b = b_new if b_lo < b_new < b_hi else 0.5 * (b_lo + b_hi)  # bisection if Newton leaves the bracket
         if b_hi - b_lo < 1e-15 * b_hi: conv = True; break
     L, g, _ = nll_grad(logits, labels, b)
-    return TemperatureFit(1 / b, L0, L, g, it, conv, False)
+    return TemperatureFit(temperature=1 / b, nll_before=L0, nll_after=L, grad=g, n_iter=it, converged=conv,
+                          at_bound=False)
 
 # %% ../../nbs/10_thermometer/20_temperature.ipynb #b36fdd75
 @dataclass(frozen=True)

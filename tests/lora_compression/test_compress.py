@@ -7,7 +7,7 @@ import torch
 from papercode.core.models.lora import LoraCollection, LoraFactors
 from papercode.core.testing import assert_close
 from papercode.lora_compression.cluster import adjusted_rand_index, cluster_jd
-from papercode.lora_compression.compress import (_jd_diag_slot, _weights, factored_svd, jd_diag, jd_full,
+from papercode.lora_compression.compress import (adapter_weights, factored_svd, jd_diag, jd_diag_slot, jd_full,
                                                  svd_compress)
 from papercode.lora_compression.data import make_lora_collection, stack_slot
 
@@ -94,7 +94,7 @@ def test_jd_diag_block_solution_is_a_fixed_point():
     st = stack_slot(c, S0)
     Ui, S, Vi = factored_svd(st.A, st.B)
     U = torch.cat(list(Ui), 1); V = torch.cat(list(Vi), 1)
-    out = _jd_diag_slot(st, _weights(st, "normalized"), 12, 20, 1e-15, "svd", torch.Generator(), 1e-12, warm=(U, V))
+    out = jd_diag_slot(st, adapter_weights(st, "normalized"), 12, 20, 1e-15, "svd", torch.Generator(), 1e-12, warm=(U, V))
     assert max(out[5]) < 1e-12
     s = out[2]
     recon = torch.stack([out[0] @ torch.diag(s[i]) @ out[1].T for i in range(4)])

@@ -17,7 +17,7 @@ def toy_tasks(K=8, N=120, F=6, seed=0):
         tau = math.exp(torch.empty(()).uniform_(-1, 1, generator=g).item())
         z = 2 * torch.randn(N, 3, generator=g); y = torch.multinomial(torch.softmax(z, 1), 1, generator=g)[:, 0]
         f = 0.3 * torch.randn(N, F, generator=g); f[:, 0] += math.log(tau)
-        out.append(CalibTask(f"t{k}", tau * z, f, y))
+        out.append(CalibTask(name=f"t{k}", logits=tau * z, features=f, labels=y))
     return out
 
 
