@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,8 +19,27 @@ from .plotting import figure
 from .utils import PeakRSS, run_in_child
 
 # %% auto #0
-__all__ = ['sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 'peak_rss_sinkhorn', 'online_memory',
+__all__ = ['Config', 'sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 'peak_rss_sinkhorn', 'online_memory',
            'bench_sinkhorn']
+
+# %% ../../nbs/00_core/90_experiments.ipynb #e0c9c63f
+@dataclass(frozen=True)
+class Config:
+    "Problem sizes of the core's checks at one scale."
+    n_pot: int  # points per cloud, Sinkhorn vs POT
+    eps_pot: tuple  # regularisations compared with POT
+    n_eps: int  # points per cloud, the eps -> 0 sweep
+    nm_1d: tuple  # (n, m), 1-D OT vs the network simplex
+    n_assign: int  # points, the warm-started assignment chain
+    n_memory: tuple  # (n1, n2), on-the-fly memory growth; both above one block of the blocked soft-min
+
+    @classmethod
+    def tiny(cls): return cls(n_pot=64, eps_pot=(0.5,), n_eps=50, nm_1d=(30, 20), n_assign=120, n_memory=(4000, 16000))
+    @classmethod
+    def paper(cls): return cls(n_pot=1000, eps_pot=(0.5, 0.1), n_eps=400, nm_1d=(600, 400), n_assign=1000,
+                               n_memory=(8000, 32000))
+    @classmethod
+    def of(cls, ctx: RunContext): return cls.tiny() if ctx.tiny else cls.paper()
 
 # %% ../../nbs/00_core/90_experiments.ipynb #226a0265
 @experiment("core", "sinkhorn_vs_pot",
@@ -28,14 +48,15 @@ __all__ = ['sinkhorn_vs_pot', 'eps_to_exact', 'ot1d_exact', 'assignment_exact', 
             tol="max relative difference <= 1e-6")
 def sinkhorn_vs_pot(ctx: RunContext) -> Outcome:
     import ot
-    n = 64 if ctx.tiny else 1000
+    cfg = Config.of(ctx)
+    n = cfg.n_pot
     g = ctx.generator()
     x = torch.randn(n, 3, generator=g, dtype=torch.float64)
     y = torch.randn(n + 7, 3, generator=g, dtype=torch.float64) + 1.0
     a = torch.rand(n, generator=g, dtype=torch.float64) + 0.5; a /= a.sum()
     b = torch.rand(n + 7, generator=g, dtype=torch.float64) + 0.5; b /= b.sum()
     worst, conv, rows = 0.0, True, {}
-    for eps in ((0.5,) if ctx.tiny else (0.5, 0.1)):
+    for eps in cfg.eps_pot:
         cost = PointCloudCost(x.to(ctx.device), y.to(ctx.device))
         r = sinkhorn(a.to(ctx.device), b.to(ctx.device), cost, eps, tol=1e-12, max_iter=100_000)
         C = cost.dense()[0].cpu().numpy()
@@ -57,7 +78,7 @@ def sinkhorn_vs_pot(ctx: RunContext) -> Outcome:
             paper="exact cost from POT's network simplex (ot.emd2)",
             tol="monotone; relative gap <= 1% at the smallest eps")
 def eps_to_exact(ctx: RunContext) -> Outcome:
-    n = 50 if ctx.tiny else 400
+    n = Config.of(ctx).n_eps
     g = ctx.generator()
     x = torch.randn(n, 2, generator=g, dtype=torch.float64)
     y = torch.randn(n, 2, generator=g, dtype=torch.float64) * 0.5 + 2.0
@@ -89,7 +110,7 @@ def _eps_figure(epss, vals, exact):
             tol="relative difference <= 1e-9")
 def ot1d_exact(ctx: RunContext) -> Outcome:
     import scipy.stats
-    n, m = (30, 20) if ctx.tiny else (600, 400)
+    n, m = Config.of(ctx).nm_1d
     g = ctx.generator()
     x = torch.randn(n, generator=g, dtype=torch.float64); y = torch.randn(m, generator=g, dtype=torch.float64) * 2
     a = torch.rand(n, generator=g, dtype=torch.float64); a /= a.sum()
@@ -110,7 +131,7 @@ def ot1d_exact(ctx: RunContext) -> Outcome:
             tol="relative difference <= 1e-9, all certified")
 def assignment_exact(ctx: RunContext) -> Outcome:
     from scipy.optimize import linear_sum_assignment
-    n = 120 if ctx.tiny else 1000
+    n = Config.of(ctx).n_assign
     g = ctx.generator()
     X, Y = torch.randn(n, 2, generator=g, dtype=torch.float64), torch.randn(n, 2, generator=g, dtype=torch.float64)
     A, prev, worst, certified, methods = torch.eye(2, dtype=torch.float64), None, 0.0, True, []
@@ -142,7 +163,7 @@ def peak_rss_sinkhorn(n: int,  # points per cloud (n = m)
             paper="dense cost: 4*n*m bytes (float32)",
             tol="peak growth from the smaller to the 16x larger n*m below 5% of the larger dense matrix")
 def online_memory(ctx: RunContext) -> Outcome:
-    n1, n2 = (4000, 16000) if ctx.tiny else (8000, 32000)  # both above one block (BLOCK_ELEMS)
+    n1, n2 = Config.of(ctx).n_memory
     p1, p2 = (run_in_child(peak_rss_sinkhorn, n) for n in (n1, n2))
     dense_mb = 4 * n2 * n2 / 2**20
     return Outcome(ours=f"peak +{p1:.0f} MB at n={n1}, +{p2:.0f} MB at n={n2} (dense C: {dense_mb:.0f} MB)",
