@@ -5,17 +5,18 @@
 # %% ../../nbs/01_igw/80_bench.ipynb #b99fe6e8
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
+import warnings
 
 import numpy as np
+import ot
 import torch
 
-from .distance import igw
+from ..core.utils import PeakRSS, check_weights, run_in_child, torch_threads
+from .distance import igw, product_start
 
 # %% auto #0
-__all__ = ['compare', 'entropic_large']
+__all__ = ['compare', 'entropic_large_run', 'entropic_large']
 
 # %% ../../nbs/01_igw/80_bench.ipynb #567b6a63
 def _clouds(n, d, seed):
@@ -27,17 +28,14 @@ def _clouds(n, d, seed):
 def compare(n: int,  # points per cloud (n = m, uniform weights)
             d: int,  # dimension
             seed: int = 0,  # seed of the clouds
-            threads: int | None = None,  # limit both solvers to this many threads (NumPy's BLAS and torch); None: as set
+            threads: int | None = None,  # limit both solvers to this many threads (NumPy BLAS and torch); None: as set
             ) -> list:
-    "Benchmark rows: POT's `gromov_wasserstein` and our exact `igw` (default starts, and POT's start alone) on the same clouds."
-    from threadpoolctl import threadpool_limits
-    from papercode.core.utils import torch_threads
+    "Benchmark rows: POT's `gromov_wasserstein` and our exact `igw` (default starts; POT's start alone), same clouds."
+    from threadpoolctl import threadpool_limits  # comes with scikit-learn
     with threadpool_limits(threads), torch_threads(threads):
         return _compare(n, d, seed)
 
 def _compare(n, d, seed):
-    import ot
-    from papercode.igw.distance import _product_start
     X, Y = _clouds(n, d, seed)
     Xn, Yn = X.numpy(), Y.numpy()
     p = np.full(n, 1.0 / n)
@@ -46,13 +44,14 @@ def _compare(n, d, seed):
     T, log = ot.gromov.gromov_wasserstein(C1, C2, p, p, "square_loss", log=True)
     t_pot = time.perf_counter() - t0
     v_pot = float(log["gw_dist"])
-    u = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    A0 = _product_start(X, Y, u, u)  # POT's start a⊗b
+    u = check_weights(None, "a", n, like=X)
+    A0 = product_start(X, Y, u, u)  # POT's start a⊗b
     igw(X[:80], Y[:80])  # compile the assignment kernels (cached on disk) outside the timing
     th = torch.get_num_threads()
     rows = [dict(n=n, d=d, solver="POT gromov_wasserstein", starts=1, threads=th, seconds=round(t_pot, 3),
                  pot_over_ours=1.0, value=v_pot, rel_diff_vs_pot=0.0)]
-    for name, kw in (("ours igw (default starts)", {}), ("ours igw (POT's start a⊗b)", dict(init=A0, sign_flips=False, n_init=0))):
+    for name, kw in (("ours igw (default starts)", {}),
+                     ("ours igw (POT's start a⊗b)", dict(init=A0, sign_flips=False, n_init=0))):
         t0 = time.perf_counter(); r = igw(X, Y, **kw); t = time.perf_counter() - t0
         rows.append(dict(n=n, d=d, solver=name, starts=len(r.restart_values), threads=th, seconds=round(t, 3),
                          pot_over_ours=round(t_pot / t, 2), value=float(r.value),
@@ -60,28 +59,31 @@ def _compare(n, d, seed):
     return rows
 
 # %% ../../nbs/01_igw/80_bench.ipynb #ba0ec007
-_LARGE = """
-import json, time, warnings, torch
-from papercode.core.utils import PeakRSS
-from papercode.igw.distance import igw
-torch.manual_seed(0)
-n, d = {n}, {d}
-X = torch.randn(n, d, dtype=torch.float32) * torch.linspace(2.0, 0.8, d)
-Y = torch.randn(n, d, dtype=torch.float32) * torch.linspace(1.5, 0.6, d) + 0.1
-sub = torch.randperm(n)[:1000]
-t0 = time.perf_counter()
-init = igw(X[sub].double(), Y[sub].double()).M.float()
-t_init = time.perf_counter() - t0
-warnings.simplefilter("ignore")
-with PeakRSS() as pk:
+def entropic_large_run(n: int,  # points per cloud
+                       d: int,  # dimension
+                       eps: float,  # entropic regularisation (absolute, cost units)
+                       outer: int,  # alternating steps at most
+                       inner: int,  # Sinkhorn iterations per step at most
+                       tol: float,  # stop when the objective moves less than tol·(‖Σ_μ‖²+‖Σ_ν‖²)
+                       ) -> dict:
+    "Entropic IGW of two float32 clouds (seed 0) from a 1,000-point exact start, in this process: time and memory."
+    torch.manual_seed(0)
+    X = torch.randn(n, d, dtype=torch.float32) * torch.linspace(2.0, 0.8, d)
+    Y = torch.randn(n, d, dtype=torch.float32) * torch.linspace(1.5, 0.6, d) + 0.1
+    sub = torch.randperm(n)[:1000]
     t0 = time.perf_counter()
-    r = igw(X, Y, eps={eps}, init=init, sign_flips=False, n_init=0, max_iter={outer}, tol={tol},
-            inner_max_iter={inner}, inner_tol=1e-3)
-    t = time.perf_counter() - t0
-print(json.dumps(dict(n=n, d=d, eps={eps}, outer_iters=r.n_iter, seconds=round(t, 1), init_seconds=round(t_init, 1),
-                      peak_mb=round(pk.mb, 1), value=float(r.value), objective=float(r.objective), converged=r.converged,
-                      dense_gram_mb=round(2 * 8 * n * n / 2**20))))
-"""
+    init = igw(X[sub].double(), Y[sub].double()).M.float()
+    t_init = time.perf_counter() - t0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with PeakRSS() as pk:
+            t0 = time.perf_counter()
+            r = igw(X, Y, eps=eps, init=init, sign_flips=False, n_init=0, max_iter=outer, tol=tol,
+                    inner_max_iter=inner, inner_tol=1e-3)
+            t = time.perf_counter() - t0
+    return dict(n=n, d=d, eps=eps, outer_iters=r.n_iter, seconds=round(t, 1), init_seconds=round(t_init, 1),
+                peak_mb=round(pk.mb, 1), value=float(r.value), objective=float(r.objective),
+                converged=bool(r.converged), dense_gram_mb=round(2 * 8 * n * n / 2**20))
 
 def entropic_large(n: int = 20_000,  # points per cloud
                    d: int = 2,  # dimension
@@ -90,9 +92,6 @@ def entropic_large(n: int = 20_000,  # points per cloud
                    inner: int = 400,  # Sinkhorn iterations per step at most (warm-started from the previous step)
                    tol: float = 1e-6,  # stop when the objective moves less than tol·(‖Σ_μ‖²+‖Σ_ν‖²)
                    ) -> dict:
-    "Entropic IGW at large n in a child process on one thread: time and peak memory growth (PeakRSS), float32, O(n) memory."
-    import json, os
-    code = _LARGE.format(n=n, d=d, eps=eps, outer=outer, inner=inner, tol=tol)
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # one torch thread: the blocked soft-min is memory-bound
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    "`entropic_large_run` in a fresh process on one thread, so that its peak memory growth is its own."
+    # one torch thread: the blocked soft-min is memory-bound
+    return run_in_child(entropic_large_run, n, d, eps, outer, inner, tol, env={"OMP_NUM_THREADS": "1"})

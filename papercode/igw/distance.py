@@ -15,10 +15,10 @@ import torch
 
 from ..core.ot import FactoredCost, SinkhornWarning, sinkhorn
 from ..core.ot.sinkhorn import check_masses
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 
 # %% auto #0
-__all__ = ['second_moment', 'igw_cost', 'IGWResult', 'igw', 'igw_lower_bound', 'linear_image_igw']
+__all__ = ['second_moment', 'igw_cost', 'IGWResult', 'product_start', 'igw', 'igw_lower_bound', 'linear_image_igw']
 
 # %% ../../nbs/01_igw/10_distance.ipynb #b87f4d30
 def _cloud(X, name, dtype=None, device=None):
@@ -27,19 +27,14 @@ def _cloud(X, name, dtype=None, device=None):
         X = X.to(torch.float64)
     return X
 
-def _weights(w, name, n, like):
-    if w is None:
-        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
-    w = check_tensor(w, name, ndim=1, nonneg=True, dtype=like.dtype, device=like.device).to(like)
-    if w.shape[0] != n:
-        raise ValueError(f"{name}: has {w.shape[0]} entries but the cloud has {n} points")
-    return w
+_ON_CLOUD = "the cloud has {n} points"  # how weight-length errors name the cloud
 
 def _inputs(X, Y, a, b):
     "Checked `(X, Y, a, b)` in X's dtype and device; masses must agree."
     X = _cloud(X, "X")
     Y = _cloud(Y, "Y", dtype=X.dtype, device=X.device).to(X)
-    a, b = _weights(a, "a", X.shape[0], X), _weights(b, "b", Y.shape[0], X)
+    a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
+    b = check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, like=X)
     check_masses(a[None], b[None])
     return X, Y, a, b
 
@@ -47,7 +42,7 @@ def second_moment(X: torch.Tensor,  # (n, d) points x_i
                   a: torch.Tensor | None = None,  # (n,) weights a_i (None: uniform 1/n)
                   ) -> torch.Tensor:  # (d, d)
     "Uncentred second moment Σ = Xᵀ diag(a) X = ∫ x xᵀ dμ."
-    X = _cloud(X, "X"); a = _weights(a, "a", X.shape[0], X)
+    X = _cloud(X, "X"); a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
     return X.T @ (a[:, None] * X)
 
 def igw_cost(X: torch.Tensor,  # (n, d_x) source points
@@ -62,8 +57,8 @@ def igw_cost(X: torch.Tensor,  # (n, d_x) source points
     P = check_tensor(plan, "plan", ndim=2, nonneg=True, dtype=X.dtype).to(X)
     if P.shape != (X.shape[0], Y.shape[0]):
         raise ValueError(f"plan: expected shape {(X.shape[0], Y.shape[0])}, got {tuple(P.shape)}")
-    a = P.sum(1) if a is None else _weights(a, "a", X.shape[0], X)
-    b = P.sum(0) if b is None else _weights(b, "b", Y.shape[0], X)
+    a = P.sum(1) if a is None else check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
+    b = P.sum(0) if b is None else check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, like=X)
     M = X.T @ P @ Y
     return (second_moment(X, a) ** 2).sum() + (second_moment(Y, b) ** 2).sum() - 2 * (M ** 2).sum()
 
@@ -143,8 +138,12 @@ def _entropic_moments(sk, X, Y, need_py: bool = False):
     return M, PY
 
 # %% ../../nbs/01_igw/10_distance.ipynb #5ef9b835
-def _product_start(X, Y, a, b):
-    "M of the product coupling a⊗b, x̄ȳᵀ (POT's default start), or None when it vanishes."
+def product_start(X: torch.Tensor,  # (n, d_x) checked source points
+                  Y: torch.Tensor,  # (m, d_y) checked target points, X's dtype and device
+                  a: torch.Tensor,  # (n,) source weights
+                  b: torch.Tensor,  # (m,) target weights, same total mass as a
+                  ) -> torch.Tensor | None:  # (d_x, d_y) cross moment, or None
+    "Cross moment M = Xᵀ(a⊗b)Y / |a| = x̄ȳᵀ of the product coupling (POT's default start), or None when it vanishes."
     A = (X.T @ a)[:, None] * (Y.T @ b)[None, :] / a.sum()
     scale = (second_moment(X, a).norm() * second_moment(Y, b).norm()).sqrt()
     return A if bool(A.norm() > 1e-12 * scale) else None
@@ -163,7 +162,7 @@ def _inits(X, Y, a, b, n_init: int, sign_flips: bool, init, gen, product: bool =
             raise ValueError(f"init: expected a cross moment of shape {(X.shape[1], Y.shape[1])} or an IGWResult, "
                              f"got shape {tuple(A.shape)}")
         As.append(A.to(X))
-    if product and (P := _product_start(X, Y, a, b)) is not None:
+    if product and (P := product_start(X, Y, a, b)) is not None:
         As.append(P)
     if sign_flips:
         for s in range(2 ** k):
@@ -220,7 +219,7 @@ def igw(X: torch.Tensor,  # (n, d_x) source points x_i
     if not sign_flips and n_init == 0 and init is None:
         raise ValueError("n_init: no starting point (sign_flips=False, n_init=0 and no init)")
     gen = torch.Generator().manual_seed(int(seed))
-    product = sign_flips and eps is None and _product_start(X, Y, a, b) is not None
+    product = sign_flips and eps is None and product_start(X, Y, a, b) is not None
     A0 = _inits(X, Y, a, b, n_init, sign_flips, init, gen, product=product)
     const = (second_moment(X, a) ** 2).sum() + (second_moment(Y, b) ** 2).sum()
     atol = tol * const.item()

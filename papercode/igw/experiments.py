@@ -5,80 +5,125 @@
 # %% ../../nbs/01_igw/90_experiments.ipynb #50199cfa
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import ot
 import torch
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
+from ..core.plotting import figure
+from ..core.utils import one_thread
+from .bench import compare, entropic_large
+from .distance import igw, second_moment
+from .flow import igw_flow, linear_image, shape_cloud, snapshot_figure, tearing, w2_flow
+from .functionals import IGWToTarget, MMD, QuadraticPotential, SecondMomentMatching
+from .interpolation import igw_interpolate, metric_action
+from .jko import igw_jko_step
+from .mobility import igw_velocity
 
 # %% auto #0
-__all__ = ['jko_velocity', 'potential_flow', 'moment_matching', 'linear_target_flow', 'global_flow', 'global_interpolation',
-           'action_igw2', 'solver_exact', 'solver_vs_pot', 'bench_solver']
+__all__ = ['Config', 'jko_velocity', 'potential_flow', 'moment_matching', 'linear_target_flow', 'global_flow',
+           'global_interpolation', 'action_igw2', 'solver_exact', 'solver_vs_pot', 'bench_solver']
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #9c7d288f
-def _cfg(ctx, tiny, paper):
-    return tiny if ctx.tiny else paper
+@dataclass(frozen=True)
+class Config:
+    "Sizes of the chapter's experiments; the defaults are the paper scale (`Config.paper()`)."
+    jko_n: int = 40  # points of the cloud moved by one implicit step
+    jko_k_max: int = 10  # step sizes tau = 10^(-k/2) for k = 2 .. jko_k_max - 1
+    potential_n: int = 400  # points of the potential-energy flow
+    quadrant_m: int = 100  # points per quadrant of the symmetric clouds (4m points in all)
+    flow_n: int = 200  # points of the letter F flowed to its linear image
+    w2_steps: int = 1500  # steps of the W2 flow of MMD² (recorded every w2_steps // 20)
+    interp_n: int = 300  # points of the letter F interpolated to its linear image
+    action_n: int = 200  # points of the action check
+    action_grids: tuple = (4, 8, 16, 32, 64, 128)  # numbers of time steps K of the Riemann sums
+    exact_instances: int = 60  # small problems (n = 5, 6, 7) also solved by enumerating all permutations
+    pot_sizes: tuple = ((100, 2), (100, 3), (300, 2), (300, 3))  # (n, d) compared with POT, 20 seeds each
+    bench_ns: tuple = (500, 1000, 2000, 4000)  # n of the benchmark against POT (d = 2 and 3)
+    bench_entropic_n: int = 20_000  # n of the entropic solve in O(n) memory
 
-from ..core.utils import one_thread as _one_thread  # one torch thread for small problems (see core.utils)
+    @classmethod
+    def tiny(cls) -> Config:
+        "Sizes that run in seconds on a CPU (the tests and the default `papercode reproduce igw`)."
+        return cls(jko_n=20, jko_k_max=8, potential_n=100, quadrant_m=25, flow_n=80, w2_steps=300, interp_n=100,
+                   action_n=60, action_grids=(4, 8, 16, 32, 64), exact_instances=12, pot_sizes=((30, 2), (50, 3)),
+                   bench_ns=(500, 1000), bench_entropic_n=5000)
 
-def _fig():
-    import matplotlib.pyplot as plt
-    from papercode.core.plotting import MPL_STYLE
-    plt.rcParams.update(MPL_STYLE)
-    return plt
+    @classmethod
+    def paper(cls) -> Config:
+        "The full sizes (`--scale paper`)."
+        return cls()
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> Config:
+        "The configuration of a run's scale (`ctx.tiny`)."
+        return cls.tiny() if ctx.tiny else cls.paper()
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #0764624c
+def _velocity_figure(taus, errs, jumps):
+    "Figure R1: the aligned step's velocity error and the unaligned step's displacement against tau."
+    with figure(figsize=(4.5, 3)) as (fig, ax):
+        ax.loglog(taus, errs, "o-", label="aligned step: relative velocity error")
+        ax.loglog(taus, jumps, "s--", label="unaligned step: max displacement")
+        ax.set_xlabel(r"$\tau$"); ax.legend(fontsize=8)
+    return fig
+
 @experiment("igw", "jko_velocity",
-            claim="The W2-aligned implicit IGW step's velocity (Z-X)/tau converges to -1/2 L+ grad dF with error O(tau); "
-                  "without the alignment the step moves the cloud by O(1)",
-            paper="abstract: the scheme converges to a GMM with v = -L^{-1}[grad dF] (rate and constants not read; ours derived)",
+            claim="The W2-aligned implicit IGW step's velocity (Z-X)/tau converges to -1/2 L+ grad dF with error "
+                  "O(tau); without the alignment the step moves the cloud by O(1)",
+            paper="abstract: the scheme converges to a GMM with v = -L^{-1}[grad dF] "
+                  "(rate and constants not read; ours derived)",
             tol="log-log slope of the error in [0.9, 1.1]; unaligned max displacement > 0.3 at every tau")
-@_one_thread
+@one_thread
 def jko_velocity(ctx: RunContext) -> Outcome:
-    from papercode.igw.functionals import QuadraticPotential
-    from papercode.igw.jko import igw_jko_step
-    from papercode.igw.mobility import igw_velocity
-    n = _cfg(ctx, 20, 40)
-    g = ctx.generator()
+    cfg = Config.of(ctx)
+    n, g = cfg.jko_n, ctx.generator()
     X = torch.randn(n, 2, generator=g, dtype=torch.float64) * torch.tensor([1.2, 0.7], dtype=torch.float64) + 0.2
     F = QuadraticPotential(torch.tensor([[1.0, 0.4], [0.4, -0.3]]), torch.tensor([0.6, -0.8]))
-    a = torch.full((n,), 1.0 / n, dtype=torch.float64)
-    v = igw_velocity(X, F.grad(X, a))
-    taus = [10 ** (-k / 2) for k in range(2, _cfg(ctx, 8, 10))]
+    v = igw_velocity(X, F.grad(X, X.new_full((n,), 1.0 / n)))
+    taus = [10 ** (-k / 2) for k in range(2, cfg.jko_k_max)]
     errs, jumps, conv = [], [], True
     for tau in taus:
         r = igw_jko_step(X, F, tau)
         errs.append(((r.velocity - v).norm() / v.norm()).item()); conv = conv and r.converged
         jumps.append((igw_jko_step(X, F, tau, align=False).Z - X).abs().max().item())
     slope = float(np.polyfit(np.log(taus), np.log(errs), 1)[0])
-    plt = _fig()
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    ax.loglog(taus, errs, "o-", label="aligned step: relative velocity error")
-    ax.loglog(taus, jumps, "s--", label="unaligned step: max displacement")
-    ax.set_xlabel(r"$\tau$"); ax.legend(fontsize=8); fig.tight_layout(); plt.close(fig)
     ok = 0.9 <= slope <= 1.1 and min(jumps) > 0.3
-    return Outcome(ours=f"slope {slope:.3f}, error {errs[-1]:.1e} at tau={taus[-1]:.0e}; unaligned jump >= {min(jumps):.2f}",
+    return Outcome(ours=f"slope {slope:.3f}, error {errs[-1]:.1e} at tau={taus[-1]:.0e}; "
+                        f"unaligned jump >= {min(jumps):.2f}",
                    passed=ok, value=slope, converged=conv, details=dict(taus=taus, errors=errs, unaligned_jumps=jumps),
-                   figures={"R1": fig})
+                   figures={"R1": _velocity_figure(taus, errs, jumps)})
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #0873d17d
 def _sym_cloud(g, m, scale):
+    "4m points: m Gaussian points and their mirror images in both axes (the second moment is diagonal)."
     base = torch.randn(m, 2, generator=g, dtype=torch.float64) * torch.tensor(scale, dtype=torch.float64)
     return torch.cat([base * torch.tensor(s, dtype=torch.float64) for s in ([1, 1], [-1, 1], [1, -1], [-1, -1])])
 
+def _eigen_figure(fw, fi, lam0):
+    "Figure R2: eigenvalues of Σ(t) under the W2 and IGW flows of the potential energy, and their closed forms."
+    with figure(1, 2, figsize=(7.5, 2.8), sharey=True) as (fig, axs):
+        for ax, f, cl, ttl in ((axs[0], fw, torch.exp(-2 * fw.times)[:, None] * lam0, "W2"),
+                               (axs[1], fi, lam0 - 0.5 * fi.times[:, None], "IGW")):
+            ax.plot(f.times, torch.linalg.eigvalsh(f.Sigma), "o", ms=3); ax.plot(f.times, cl, "k-", lw=1)
+            ax.set_title(ttl); ax.set_xlabel("t")
+        axs[0].set_ylabel(r"eigenvalues of $\Sigma(t)$")
+    return fig
+
 @experiment("igw", "potential_flow",
-            claim="Potential energy a/2 int|x|^2: the IGW flow has Sigma(t) = Sigma0 - a t/2 I (linear), the W2 flow e^{-2at} Sigma0",
+            claim="Potential energy a/2 int|x|^2: the IGW flow has Sigma(t) = Sigma0 - a t/2 I (linear), "
+                  "the W2 flow e^{-2at} Sigma0",
             paper="derived from v = -1/2 L+ grad dF (our normalisation); paper's constants not read",
             tol="max relative error of Sigma(t) <= 1e-2 (Euler, h = 1e-3, up to 0.8 t*)")
-@_one_thread
+@one_thread
 def potential_flow(ctx: RunContext) -> Outcome:
-    from papercode.igw.distance import second_moment
-    from papercode.igw.flow import igw_flow, w2_flow
-    from papercode.igw.functionals import QuadraticPotential
-    n = _cfg(ctx, 100, 400)
-    g = ctx.generator()
-    X0 = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.tensor([[1.5, 0.4], [0.0, 0.9]], dtype=torch.float64)
+    n, g = Config.of(ctx).potential_n, ctx.generator()
+    X0 = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.tensor([[1.5, 0.4], [0.0, 0.9]],
+                                                                             dtype=torch.float64)
     S0 = second_moment(X0); lam0 = torch.linalg.eigvalsh(S0)
     t_star = 2 * lam0[0].item()
     h = 1e-3; N = int(0.8 * t_star / h)
@@ -87,136 +132,134 @@ def potential_flow(ctx: RunContext) -> Outcome:
     I = torch.eye(2, dtype=torch.float64)
     ei = max(((S - (S0 - 0.5 * t * I)).norm() / S.norm()).item() for S, t in zip(fi.Sigma, fi.times))
     ew = max(((S - torch.exp(-2 * t) * S0).norm() / S.norm()).item() for S, t in zip(fw.Sigma, fw.times))
-    plt = _fig()
-    fig, axs = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
-    for ax, f, cl, ttl in ((axs[0], fw, torch.exp(-2 * fw.times)[:, None] * lam0, "W2"),
-                           (axs[1], fi, lam0 - 0.5 * fi.times[:, None], "IGW")):
-        ev = torch.linalg.eigvalsh(f.Sigma)
-        ax.plot(f.times, ev, "o", ms=3); ax.plot(f.times, cl, "k-", lw=1); ax.set_title(ttl); ax.set_xlabel("t")
-    axs[0].set_ylabel(r"eigenvalues of $\Sigma(t)$"); fig.tight_layout(); plt.close(fig)
     worst = max(ei, ew)
     return Outcome(ours=f"max rel. error IGW {ei:.1e}, W2 {ew:.1e} (t* = {t_star:.2f})", passed=worst <= 1e-2,
-                   value=worst, details=dict(igw_error=ei, w2_error=ew, t_star=t_star), figures={"R2": fig})
+                   value=worst, details=dict(igw_error=ei, w2_error=ew, t_star=t_star),
+                   figures={"R2": _eigen_figure(fw, fi, lam0)})
+
+def _w2_moment_ode(S0, S, T=4.0, steps=4000):
+    "Σ(T) of the W2 flow of second-moment matching, dΣ/dt = -2(Σ - S)Σ, by RK4."
+    M, dt = S0.clone(), T / steps
+    ode = lambda M: -2 * (M - S) @ M
+    for _ in range(steps):
+        k1 = ode(M); k2 = ode(M + dt / 2 * k1); k3 = ode(M + dt / 2 * k2); k4 = ode(M + dt * k3)
+        M = M + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return M
+
+def _relaxation_figure(fw, fi, S0, S):
+    "Figure R3: each eigenvalue's distance to its target under the W2 and IGW flows, against e^{-t/2}."
+    with figure(1, 2, figsize=(7.5, 2.8), sharey=True) as (fig, axs):
+        for ax, fl, ttl in ((axs[0], fw, "W2"), (axs[1], fi, "IGW")):
+            dS = torch.diagonal(S0) - torch.diagonal(S)
+            dev = (torch.diagonal(fl.Sigma, dim1=1, dim2=2) - torch.diagonal(S)) / dS
+            ax.semilogy(fl.times, dev.abs(), "o-", ms=3); ax.semilogy(fl.times, torch.exp(-fl.times / 2), "k--", lw=1)
+            ax.set_title(ttl); ax.set_xlabel("t")
+        axs[0].set_ylabel(r"$|\lambda_i(t)-s_i|/|\lambda_i(0)-s_i|$")
+    return fig
 
 @experiment("igw", "moment_matching",
             claim="Second-moment matching 1/4||Sigma - S||^2 (commuting): IGW relaxes every eigenvalue at rate 1/2, "
                   "Sigma(t) = S + (Sigma0 - S) e^{-t/2}; W2 follows dSigma/dt = -2(Sigma - S)Sigma",
-            paper="derived (spec D6); the paper's normalisation not read",
+            paper="derived (closed form from our velocity); the paper's normalisation not read",
             tol="max relative error <= 1e-2 (Euler, h = 1e-3, T = 4)")
-@_one_thread
+@one_thread
 def moment_matching(ctx: RunContext) -> Outcome:
-    from papercode.igw.distance import second_moment
-    from papercode.igw.flow import igw_flow, w2_flow
-    from papercode.igw.functionals import SecondMomentMatching
-    Xs = _sym_cloud(ctx.generator(), _cfg(ctx, 25, 100), [0.6, 1.4])
+    Xs = _sym_cloud(ctx.generator(), Config.of(ctx).quadrant_m, [0.6, 1.4])
     S = torch.diag(torch.tensor([0.7, 1.35], dtype=torch.float64))
     f = igw_flow(Xs, SecondMomentMatching(S), step=1e-3, n_steps=4000, record_every=200)
     fw = w2_flow(Xs, SecondMomentMatching(S), step=1e-3, n_steps=4000, record_every=200)
     S0 = second_moment(Xs)
     pred = S + (S0 - S) * torch.exp(-f.times / 2)[:, None, None]
     err = ((f.Sigma - pred).norm(dim=(1, 2)) / pred.norm(dim=(1, 2))).max().item()
-    M, dt = S0.clone(), 4.0 / 4000  # W2 moment ODE by RK4
-    ode = lambda M: -2 * (M - S) @ M
-    for _ in range(4000):
-        k1 = ode(M); k2 = ode(M + dt / 2 * k1); k3 = ode(M + dt / 2 * k2); k4 = ode(M + dt * k3)
-        M = M + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    M = _w2_moment_ode(S0, S)
     errw = ((fw.Sigma[-1] - M).norm() / M.norm()).item()
-    plt = _fig()
-    fig, axs = plt.subplots(1, 2, figsize=(7.5, 2.8), sharey=True)
-    for ax, fl, ttl in ((axs[0], fw, "W2"), (axs[1], f, "IGW")):
-        dev = (torch.diagonal(fl.Sigma, dim1=1, dim2=2) - torch.diagonal(S)) / (torch.diagonal(S0) - torch.diagonal(S))
-        ax.semilogy(fl.times, dev.abs(), "o-", ms=3); ax.semilogy(fl.times, torch.exp(-fl.times / 2), "k--", lw=1)
-        ax.set_title(ttl); ax.set_xlabel("t")
-    axs[0].set_ylabel(r"$|\lambda_i(t)-s_i|/|\lambda_i(0)-s_i|$"); fig.tight_layout(); plt.close(fig)
     worst = max(err, errw)
     return Outcome(ours=f"IGW max rel. error {err:.1e}; W2 vs its moment ODE {errw:.1e}", passed=worst <= 1e-2,
                    value=worst, details=dict(igw_error=err, w2_error=errw,
                                              final_diag=torch.diagonal(f.Sigma[-1]).tolist(),
-                                             predicted_diag=torch.diagonal(pred[-1]).tolist()), figures={"R3": fig})
+                                             predicted_diag=torch.diagonal(pred[-1]).tolist()),
+                   figures={"R3": _relaxation_figure(fw, f, S0, S)})
 
 @experiment("igw", "linear_target_flow",
             claim="IGW flow of 1/2 IGW^2 to a rotated, stretched linear image: F(t) = e^{-2t} F(0), no rotation",
-            paper="derived (spec D7); our reading of the paper's 'flow-matching tasks'",
+            paper="derived (closed form from our velocity); our reading of the paper's 'flow-matching tasks'",
             tol="max relative error of F(t) <= 1e-2; angular momentum <= 1e-10")
-@_one_thread
+@one_thread
 def linear_target_flow(ctx: RunContext) -> Outcome:
-    from papercode.igw.flow import igw_flow
-    from papercode.igw.functionals import IGWToTarget
-    Xs = _sym_cloud(ctx.generator(), _cfg(ctx, 25, 100), [1.4, 0.6])
+    Xs = _sym_cloud(ctx.generator(), Config.of(ctx).quadrant_m, [1.4, 0.6])
     th = 2.0
     O = torch.tensor([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]], dtype=torch.float64)
     Yt = (Xs * torch.tensor([1.3, 0.6], dtype=torch.float64)) @ O.T
     f = igw_flow(Xs, IGWToTarget(Yt), step=0.01, n_steps=300, record_every=10, method="heun")
     err = (f.values / (f.values[0] * torch.exp(-2 * f.times)) - 1).abs().max().item()
     am = f.angular_momentum.max().item()
-    return Outcome(ours=f"max rel. error of F(t) {err:.1e}; max angular momentum {am:.1e}", passed=err <= 1e-2 and am <= 1e-10,
-                   value=err, details=dict(times=f.times.tolist(), F=f.values.tolist()))
+    return Outcome(ours=f"max rel. error of F(t) {err:.1e}; max angular momentum {am:.1e}",
+                   passed=err <= 1e-2 and am <= 1e-10, value=err,
+                   details=dict(times=f.times.tolist(), F=f.values.tolist()))
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #f55aac05
+def _snapshots_figure(rows, color, figsize, background=None):
+    "Figures R4 and R5: a grid of clouds, one row per path; `rows` maps a path's name to its [(t, (n, 2) cloud)]."
+    with figure(len(rows), len(next(iter(rows.values()))), figsize=figsize, sharex=True, sharey=True) as (fig, axs):
+        for axs_row, (nm, frames) in zip(axs, rows.items()):
+            for ax, (t, P) in zip(axs_row, frames):
+                if background is not None: ax.scatter(background[:, 0], background[:, 1], s=3, c="lightgrey")
+                ax.scatter(P[:, 0], P[:, 1], s=5, c=color, cmap="viridis"); ax.set_aspect("equal")
+                ax.set_title(f"{nm}, t={t:.1f}", fontsize=8)
+    return fig
+
+def _spread(f, k):
+    "Indices of k snapshots of a flow, evenly spread from the first to the last."
+    return np.linspace(0, len(f.snapshots) - 1, k).astype(int)
+
 @experiment("igw", "global_flow",
             claim="Flowing a shape to a rotated, stretched copy: the IGW flow of 1/2 IGW^2 morphs it as a whole "
                   "(tearing 0, zero angular momentum, IGW to target -> 0); the W2 flow of MMD^2 tears it",
-            paper="abstract: the mobility 'encodes not only local information, but also global structure' (qualitative)",
+            paper="abstract: the mobility 'encodes not only local information, but also global structure' "
+                  "(qualitative)",
             tol="IGW: tearing < 1e-6, |L| < 1e-10, final IGW^2 < 1% of initial; W2: tearing > 0.1, |L| > 1e-2")
-@_one_thread
+@one_thread
 def global_flow(ctx: RunContext) -> Outcome:
-    from papercode.igw.distance import igw
-    from papercode.igw.flow import igw_flow, linear_image, shape_cloud, tearing, w2_flow
-    from papercode.igw.functionals import IGWToTarget, MMD
-    n = _cfg(ctx, 80, 200)
-    X, col = shape_cloud(n, seed=ctx.seed)
+    cfg = Config.of(ctx)
+    X, col = shape_cloud(cfg.flow_n, seed=ctx.seed)
     Y = linear_image(X, 2.2)
-    fw = w2_flow(X, MMD(Y, sigma=0.7), step=0.2, n_steps=_cfg(ctx, 300, 1500), record_every=_cfg(ctx, 15, 75))
+    fw = w2_flow(X, MMD(Y, sigma=0.7), step=0.2, n_steps=cfg.w2_steps, record_every=cfg.w2_steps // 20)
     fi = igw_flow(X, IGWToTarget(Y), step=0.05, n_steps=100, record_every=5, method="heun")
-    d = dict(w2=dict(tearing=tearing(X, fw.X), max_L=fw.angular_momentum.max().item(), igw2=float(igw(fw.X, Y).value)),
-             igw=dict(tearing=tearing(X, fi.X), max_L=fi.angular_momentum.max().item(), igw2=float(igw(fi.X, Y).value)),
-             initial_igw2=float(igw(X, Y).value))
+    measures = lambda f: dict(tearing=tearing(X, f.X), max_L=f.angular_momentum.max().item(),
+                              igw2=float(igw(f.X, Y).value))
+    d = dict(w2=measures(fw), igw=measures(fi), initial_igw2=float(igw(X, Y).value))
     ok = (d["igw"]["tearing"] < 1e-6 and d["igw"]["max_L"] < 1e-10 and d["igw"]["igw2"] < 0.01 * d["initial_igw2"]
           and d["w2"]["tearing"] > 0.1 and d["w2"]["max_L"] > 1e-2)
-    plt = _fig()
-    fig, axs = plt.subplots(2, 4, figsize=(9, 4.6), sharex=True, sharey=True)
-    K = len(fi.snapshots)
-    for row, (f, nm) in enumerate(((fw, "W2 · MMD²"), (fi, "IGW · ½IGW²"))):
-        for j, k in enumerate(np.linspace(0, len(f.snapshots) - 1, 4).astype(int)):
-            ax = axs[row, j]
-            ax.scatter(Y[:, 0], Y[:, 1], s=3, c="lightgrey"); P = f.snapshots[k]
-            ax.scatter(P[:, 0], P[:, 1], s=5, c=col, cmap="viridis"); ax.set_aspect("equal")
-            ax.set_title(f"{nm}, t={f.times[k].item():.1f}", fontsize=8)
-    fig.tight_layout(); plt.close(fig)
-    from papercode.igw.flow import snapshot_figure
-    m = min(len(fw.snapshots), K)
-    pick = lambda f: f.snapshots[np.linspace(0, len(f.snapshots) - 1, m).astype(int)]
-    inter = snapshot_figure({"W2 · MMD²": pick(fw), "IGW · ½IGW²": pick(fi)}, Y, col,
+    paths = {"W2 · MMD²": fw, "IGW · ½IGW²": fi}
+    fig = _snapshots_figure({nm: [(f.times[k].item(), f.snapshots[k]) for k in _spread(f, 4)]
+                             for nm, f in paths.items()}, col, (9, 4.6), background=Y)
+    m = min(len(fw.snapshots), len(fi.snapshots))
+    inter = snapshot_figure({nm: f.snapshots[_spread(f, m)] for nm, f in paths.items()}, Y, col,
                             [f"{100 * k // (m - 1)}%" for k in range(m)], "Flow to a rotated, stretched F", "progress ")
-    return Outcome(ours=f"IGW: tearing {d['igw']['tearing']:.1e}, |L| {d['igw']['max_L']:.0e}, IGW² {d['igw']['igw2']:.1e}; "
-                        f"W2: tearing {d['w2']['tearing']:.2f}, |L| {d['w2']['max_L']:.2f}, IGW² {d['w2']['igw2']:.2f}",
+    return Outcome(ours=f"IGW: tearing {d['igw']['tearing']:.1e}, |L| {d['igw']['max_L']:.0e}, "
+                        f"IGW² {d['igw']['igw2']:.1e}; W2: tearing {d['w2']['tearing']:.2f}, "
+                        f"|L| {d['w2']['max_L']:.2f}, IGW² {d['w2']['igw2']:.2f}",
                    passed=ok, value=d["w2"]["tearing"], details=d, figures={"R4": fig, "R4_interactive": inter})
 
 @experiment("igw", "global_interpolation",
             claim="Interpolating a shape to a rotated, stretched copy: the IGW (Gram) path keeps the Gram line exactly "
                   "with zero angular momentum; McCann's W2 path does not",
-            paper="abstract: numerical experiments 'demonstrating the global nature of IGW interpolations' (qualitative)",
+            paper="abstract: numerical experiments 'demonstrating the global nature of IGW interpolations' "
+                  "(qualitative)",
             tol="IGW: Gram error < 1e-8, |L| < 1e-8; McCann: Gram error > 0.1, |L| > 1e-2")
-@_one_thread
+@one_thread
 def global_interpolation(ctx: RunContext) -> Outcome:
-    from papercode.igw.flow import linear_image, shape_cloud, snapshot_figure
-    from papercode.igw.interpolation import igw_interpolate
-    X, col = shape_cloud(_cfg(ctx, 100, 300), seed=ctx.seed)
+    X, col = shape_cloud(Config.of(ctx).interp_n, seed=ctx.seed)
     Y = linear_image(X, 2.2)
     ts = torch.linspace(0, 1, 11, dtype=torch.float64)
     pm, pg = (igw_interpolate(X, Y, ts, method=m) for m in ("mccann", "gram"))
-    d = dict(mccann=dict(gram_error=pm.gram_error.max().item(), max_L=pm.angular_momentum.max().item(), action=pm.action),
-             igw=dict(gram_error=pg.gram_error.max().item(), max_L=pg.angular_momentum.max().item(), action=pg.action),
-             igw2=pg.igw2)
-    ok = d["igw"]["gram_error"] < 1e-8 and d["igw"]["max_L"] < 1e-8 and d["mccann"]["gram_error"] > 0.1 and d["mccann"]["max_L"] > 1e-2
-    plt = _fig()
-    fig, axs = plt.subplots(2, 5, figsize=(10, 4.4), sharex=True, sharey=True)
-    for row, (p, nm) in enumerate(((pm, "McCann"), (pg, "IGW"))):
-        for j, k in enumerate((0, 3, 5, 7, 10)):
-            ax = axs[row, j]; P = p.clouds[k]
-            ax.scatter(P[:, 0], P[:, 1], s=5, c=col, cmap="viridis"); ax.set_aspect("equal")
-            ax.set_title(f"{nm}, t={ts[k].item():.1f}", fontsize=8)
-    fig.tight_layout(); plt.close(fig)
+    measures = lambda p: dict(gram_error=p.gram_error.max().item(), max_L=p.angular_momentum.max().item(),
+                              action=p.action)
+    d = dict(mccann=measures(pm), igw=measures(pg), igw2=pg.igw2)
+    ok = (d["igw"]["gram_error"] < 1e-8 and d["igw"]["max_L"] < 1e-8
+          and d["mccann"]["gram_error"] > 0.1 and d["mccann"]["max_L"] > 1e-2)
+    fig = _snapshots_figure({nm: [(ts[k].item(), p.clouds[k]) for k in (0, 3, 5, 7, 10)]
+                             for nm, p in (("McCann", pm), ("IGW", pg))}, col, (10, 4.4))
     inter = snapshot_figure({"McCann (W2)": pm.clouds, "IGW (Gram line)": pg.clouds}, pm.clouds[-1], col,
                             [f"{t:.1f}" for t in ts.tolist()], "Interpolation to a rotated, stretched F", "t = ")
     return Outcome(ours=f"IGW: Gram error {d['igw']['gram_error']:.0e}, |L| {d['igw']['max_L']:.0e}; "
@@ -226,43 +269,47 @@ def global_interpolation(ctx: RunContext) -> Outcome:
 # %% ../../nbs/01_igw/90_experiments.ipynb #e5e3dd2a
 @experiment("igw", "action_igw2",
             claim="Along the Gram line of a linear image the action int g(v,v) dt equals IGW^2: the left-point "
-                  "Riemann sum converges at first order, the midpoint sum is exact, and least action in R^d is >= IGW^2",
+                  "Riemann sum converges at first order, the midpoint sum is exact, "
+                  "and least action in R^d is >= IGW^2",
             paper="abstract: a Benamou-Brenier-like formula for IGW (exact form not read; ours derived)",
             tol="left-point error <= 1e-2 at the finest grid and order in [0.8, 1.2]; midpoint |error| <= 1e-10")
-@_one_thread
+@one_thread
 def action_igw2(ctx: RunContext) -> Outcome:
-    from papercode.igw.flow import linear_image, shape_cloud
-    from papercode.igw.interpolation import igw_interpolate, metric_action
-    X, _ = shape_cloud(_cfg(ctx, 60, 200), seed=ctx.seed)
+    cfg = Config.of(ctx)
+    X, _ = shape_cloud(cfg.action_n, seed=ctx.seed)
     Y = linear_image(X, 1.0, (1.4, 0.6))
-    Ks = _cfg(ctx, (4, 8, 16, 32, 64), (4, 8, 16, 32, 64, 128))
+    Ks = cfg.action_grids
     left, mid = [], []
     for K in Ks:
         tk = torch.linspace(0, 1, K + 1, dtype=torch.float64)
         p = igw_interpolate(X, Y, tk, method="gram")
-        left.append(metric_action(p.clouds, tk) / p.igw2 - 1); mid.append(metric_action(p.clouds, tk, "midpoint") / p.igw2 - 1)
+        left.append(metric_action(p.clouds, tk) / p.igw2 - 1)
+        mid.append(metric_action(p.clouds, tk, "midpoint") / p.igw2 - 1)
     order = math.log(abs(left[-2]) / abs(left[-1])) / math.log(2)
     g = ctx.generator(1)
     Y2 = torch.randn(X.shape[0], 2, generator=g, dtype=torch.float64) * torch.tensor([1.2, 0.5], dtype=torch.float64)
     pa = igw_interpolate(X, Y2, method="action")
     ratio = pa.action / pa.igw2
     ok = abs(left[-1]) <= 1e-2 and 0.8 <= order <= 1.2 and max(map(abs, mid)) <= 1e-10 and ratio >= 1 - 1e-9
-    return Outcome(ours=f"left-point error {left[-1]:+.1e} at K={Ks[-1]} (order {order:.2f}); midpoint {max(map(abs, mid)):.0e}; "
-                        f"least action / IGW² = {ratio:.3f} for an unrelated pair",
-                   passed=ok, value=left[-1], details=dict(K=list(Ks), left=left, midpoint=mid, least_action_ratio=ratio))
+    return Outcome(ours=f"left-point error {left[-1]:+.1e} at K={Ks[-1]} (order {order:.2f}); "
+                        f"midpoint {max(map(abs, mid)):.0e}; least action / IGW² = {ratio:.3f} for an unrelated pair",
+                   passed=ok, value=left[-1],
+                   details=dict(K=list(Ks), left=left, midpoint=mid, least_action_ratio=ratio))
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #841513cb
+def _pot_gw2(X, Y):
+    "POT's gromov_wasserstein2 on the Gram matrices X Xᵀ and Y Yᵀ (numpy arrays), uniform weights, square loss."
+    p, q = np.full(X.shape[0], 1 / X.shape[0]), np.full(Y.shape[0], 1 / Y.shape[0])
+    return ot.gromov.gromov_wasserstein2(X @ X.T, Y @ Y.T, p, q, "square_loss")
+
 @experiment("igw", "solver_exact",
             claim="igw reaches the global optimum found by enumerating all n! permutations (n <= 7)",
-            paper="spec oracle D2 (POT's gromov_wasserstein, a local solver, is >= it)",
+            paper="brute force over all permutations (POT's gromov_wasserstein, a local solver, is >= it)",
             tol="all instances within 1e-10 of the enumerated optimum")
-@_one_thread
+@one_thread
 def solver_exact(ctx: RunContext) -> Outcome:
-    import itertools
-    from papercode.igw.distance import igw
-    R = _cfg(ctx, 12, 60)
+    R = Config.of(ctx).exact_instances
     miss, pot_above = 0, 0
-    import ot
     for k in range(R):
         rng = np.random.default_rng(ctx.seed * 1000 + k)
         n, d = 5 + k % 3, 2 + k % 2
@@ -270,51 +317,53 @@ def solver_exact(ctx: RunContext) -> Outcome:
         Cx, Cy = X @ X.T, Y @ Y.T
         best = min(((Cx - Cy[np.ix_(p, p)]) ** 2).sum() / n ** 2 for p in map(list, itertools.permutations(range(n))))
         miss += igw(torch.tensor(X), torch.tensor(Y)).value.item() > best + 1e-10
-        pot_above += ot.gromov.gromov_wasserstein2(Cx, Cy, np.full(n, 1 / n), np.full(n, 1 / n), "square_loss") > best + 1e-9
+        pot_above += _pot_gw2(X, Y) > best + 1e-9
     return Outcome(ours=f"{R - miss}/{R} optimal (POT's local solver above the optimum on {pot_above}/{R})",
-                   passed=miss == 0, value=float(miss), details=dict(instances=R, misses=int(miss), pot_above=int(pot_above)))
+                   passed=miss == 0, value=float(miss),
+                   details=dict(instances=R, misses=int(miss), pot_above=int(pot_above)))
 
 @experiment("igw", "solver_vs_pot",
-            claim="igw's objective is never worse than POT's gromov_wasserstein2 on average (same Gram matrices, 20 seeds)",
+            claim="igw's objective is never worse than POT's gromov_wasserstein2 on average "
+                  "(same Gram matrices, 20 seeds)",
             paper="reference: POT 0.9.7 ot.gromov.gromov_wasserstein2, C1 = X X^T, C2 = Y Y^T, square loss",
             tol="mean(ours - POT) <= 0 for every size")
-@_one_thread
+@one_thread
 def solver_vs_pot(ctx: RunContext) -> Outcome:
-    import ot
-    from papercode.igw.distance import igw
-    sizes = _cfg(ctx, ((30, 2), (50, 3)), ((100, 2), (100, 3), (300, 2), (300, 3)))
     rows, ok = {}, True
-    for n, d in ctx.progress(sizes, desc="sizes"):
+    for n, d in ctx.progress(Config.of(ctx).pot_sizes, desc="sizes"):
         diffs = []
         for s in range(20):
             g = torch.Generator().manual_seed(ctx.seed * 100 + s)
-            X = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(2, 0.8, d, dtype=torch.float64)
-            Y = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(1.5, 0.7, d, dtype=torch.float64) + 0.1
-            Xn, Yn, p = X.numpy(), Y.numpy(), np.full(n, 1 / n)
-            diffs.append(igw(X, Y).value.item() - ot.gromov.gromov_wasserstein2(Xn @ Xn.T, Yn @ Yn.T, p, p, "square_loss"))
+            sx, sy = torch.linspace(2, 0.8, d, dtype=torch.float64), torch.linspace(1.5, 0.7, d, dtype=torch.float64)
+            X = torch.randn(n, d, generator=g, dtype=torch.float64) * sx
+            Y = torch.randn(n, d, generator=g, dtype=torch.float64) * sy + 0.1
+            diffs.append(igw(X, Y).value.item() - _pot_gw2(X.numpy(), Y.numpy()))
         diffs = np.array(diffs)
         rows[f"n={n},d={d}"] = dict(mean=float(diffs.mean()), ours_better=int((diffs < -1e-9).sum()),
                                     ours_worse=int((diffs > 1e-9).sum()))
         ok = ok and diffs.mean() <= 0
     worst = max(r["mean"] for r in rows.values())
-    return Outcome(ours="; ".join(f"{k}: mean {v['mean']:+.2e} (better {v['ours_better']}, worse {v['ours_worse']} of 20)"
-                                  for k, v in rows.items()), passed=ok, value=worst, details=rows)
+    ours = "; ".join(f"{k}: mean {v['mean']:+.2e} (better {v['ours_better']}, worse {v['ours_worse']} of 20)"
+                     for k, v in rows.items())
+    return Outcome(ours=ours, passed=ok, value=worst, details=rows)
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #ad8a8377
 @benchmark("igw", "solver",
-           what="exact IGW time and objective vs POT on dense Gram matrices (n = m, d in {2, 3}); entropic IGW memory at large n",
+           what="exact IGW time and objective vs POT on dense Gram matrices (n = m, d in {2, 3}); "
+                "entropic IGW memory at large n",
            baseline="POT 0.9.7 ot.gromov.gromov_wasserstein (same clouds, same run); ratios POT time / ours")
 def bench_solver(ctx: RunContext) -> Outcome:
-    from papercode.igw.bench import compare, entropic_large
-    ns = _cfg(ctx, (500, 1000), (500, 1000, 2000, 4000))
+    cfg = Config.of(ctx)
+    ns = cfg.bench_ns
     rows = [r for n in ctx.progress(ns, desc="n") for d in (2, 3) for r in compare(n, d, seed=ctx.seed)]
-    big = entropic_large(_cfg(ctx, 5000, 20_000))
+    big = entropic_large(cfg.bench_entropic_n)
     rows.append(dict(n=big["n"], d=big["d"], solver=f"ours igw entropic (eps={big['eps']}, {big['outer_iters']} steps)",
                      starts=1, threads=1, seconds=big["seconds"], pot_over_ours=None, value=big["value"],
                      rel_diff_vs_pot=None, peak_mb=big["peak_mb"], dense_gram_mb=big["dense_gram_mb"],
                      converged=big["converged"]))
     top = [r for r in rows if r["solver"] == "ours igw (default starts)" and r["n"] == max(ns)]
-    ours = ", ".join(f"d={r['d']}: {r['pot_over_ours']}x faster, objective {r['rel_diff_vs_pot']:+.1e} rel." for r in top)
+    ours = ", ".join(f"d={r['d']}: {r['pot_over_ours']}x faster, objective {r['rel_diff_vs_pot']:+.1e} rel."
+                     for r in top)
     return Outcome(ours=f"n={max(ns)}, default starts: {ours}; entropic n={big['n']}: +{big['peak_mb']:.0f} MB peak "
                         f"(dense Grams {big['dense_gram_mb']} MB), {big['seconds']} s, converged {big['converged']}",
                    table=rows, details=dict(rows=rows))

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.utils import check_tensor
+from ..core.plotting import slider_figure
+from ..core.utils import check_tensor, check_weights
 from .distance import second_moment
 from .functionals import Functional
 from .mobility import mobility
@@ -51,12 +52,7 @@ def _flow(X0, functional, step, n_steps, a, record_every, method, geometry, vel)
     X = check_tensor(X0, "X0", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
     X = X.clone()
-    if a is None:
-        a = torch.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=X.device)
-    else:
-        a = check_tensor(a, "a", ndim=1, nonneg=True, dtype=X.dtype, device=X.device).to(X)
-        if a.shape[0] != X.shape[0]:
-            raise ValueError(f"a: has {a.shape[0]} entries but X0 has {X.shape[0]} points")
+    a = check_weights(a, "a", X.shape[0], where="X0 has {n} points", like=X)
     if not (isinstance(step, (int, float)) and step > 0):
         raise ValueError(f"step: must be a positive number, got {step!r}")
     if not isinstance(n_steps, int) or n_steps < 0:
@@ -169,7 +165,6 @@ def snapshot_figure(paths: dict,  # name -> (K, n, 2) positions over K snapshots
                     slider_label: str = "",  # text before the slider's value
                     ):
     "A plotly figure: slider over stored snapshots, buttons choosing which path is shown (static-site interactive)."
-    from papercode.core.plotting import slider_figure
     names = list(paths)
     K = len(labels)
     r3 = lambda v: [round(float(u), 3) for u in v]  # 3 decimals keep the stored page small

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 from .distance import igw, second_moment
 
 # %% auto #0
@@ -38,7 +38,7 @@ class Functional:
 
     def __call__(self, X, a=None):
         X = check_tensor(X, "X", ndim=2)
-        a = torch.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=X.device) if a is None else a
+        a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
         return self.value(X, a)
 
     def __repr__(self): return self.name
@@ -88,13 +88,7 @@ class SecondMomentMatching(Functional):
 def _target(Y, b, name="Y"):
     Y = check_tensor(Y, name, ndim=2)
     if not Y.is_floating_point(): Y = Y.to(torch.float64)
-    if b is None:
-        b = torch.full((Y.shape[0],), 1.0 / Y.shape[0], dtype=Y.dtype)
-    else:
-        b = check_tensor(b, "b", ndim=1, nonneg=True, dtype=Y.dtype).to(Y)
-        if b.shape[0] != Y.shape[0]:
-            raise ValueError(f"b: has {b.shape[0]} entries but {name} has {Y.shape[0]} points")
-    return Y, b
+    return Y, check_weights(b, "b", Y.shape[0], where=name + " has {n} points", like=Y)
 
 class MMD(Functional):
     "F(ρ) = MMD²_k(ρ, ν) with a Gaussian kernel of bandwidth σ."

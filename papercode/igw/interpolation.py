@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..core.ot import emd
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 from .distance import igw
 from .mobility import mobility
 
@@ -92,7 +92,7 @@ def igw_interpolate(X: torch.Tensor,  # (n, d) source cloud
     if method == "action" and not (ts[0] == 0 and ts[-1] == 1 and len(ts) >= 3):
         raise ValueError("ts: method='action' needs a grid from 0 to 1 with at least 3 points")
     n, d = X.shape
-    a = torch.full((n,), 1.0 / n, dtype=X.dtype, device=X.device)
+    a = check_weights(None, "a", n, like=X)
     r = igw(X, Y)
     if r.perm is None:
         raise ValueError("X and Y: the IGW coupling is not a permutation")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 from .functionals import Functional
 
 # %% auto #0
@@ -91,10 +91,7 @@ def igw_jko_step(X: torch.Tensor,  # (n, d) current particles x_i (ρ_k)
     if n * d > 600:
         raise ValueError(f"X: n·d = {n * d} is too large for the dense Newton solver (at most 600); "
                          "use igw_flow for large clouds")
-    a = torch.full((n,), 1.0 / n, dtype=X.dtype, device=X.device) if a is None else \
-        check_tensor(a, "a", ndim=1, nonneg=True, dtype=X.dtype, device=X.device).to(X)
-    if a.shape[0] != n:
-        raise ValueError(f"a: has {a.shape[0]} entries but X has {n} points")
+    a = check_weights(a, "a", n, where="X has {n} points", like=X)
     G0 = X @ X.T
     W = a[:, None] * a[None, :]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, check_weights
 
 # %% auto #0
 __all__ = ['lyapunov', 'Mobility', 'mobility', 'igw_velocity', 'angular_momentum']
@@ -94,14 +94,9 @@ def mobility(X: torch.Tensor,  # (n, d) particle positions x_i
     "The mobility operator L_ρ at the empirical measure ρ = Σ_i a_i δ_{x_i} (eq. 8)."
     X = check_tensor(X, "X", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
-    if a is None:
-        a = torch.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=X.device)
-    else:
-        a = check_tensor(a, "a", ndim=1, nonneg=True, dtype=X.dtype, device=X.device).to(X)
-        if a.shape[0] != X.shape[0]:
-            raise ValueError(f"a: has {a.shape[0]} entries but X has {X.shape[0]} points")
-        if not a.sum() > 0:
-            raise ValueError("a: weights sum to 0")
+    a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
+    if not a.sum() > 0:
+        raise ValueError("a: weights sum to 0")
     S = X.T @ (a[:, None] * X)
     lam, U = torch.linalg.eigh(S)
     if not lam[0] > 1e-12 * lam[-1].clamp_min(1e-300):
@@ -122,6 +117,6 @@ def angular_momentum(X: torch.Tensor,  # (n, d) positions
                      ) -> torch.Tensor:  # ()
     "‖∫ (v xᵀ − x vᵀ) dρ‖_F: zero for every IGW velocity (and for the W2-aligned JKO step)."
     X = check_tensor(X, "X", ndim=2); V = check_tensor(V, "V", ndim=2).to(X)
-    if a is None: a = torch.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=X.device)
+    a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
     K = V.T @ (a[:, None] * X)
     return torch.linalg.matrix_norm(K - K.T)
