@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['CHAPTERS', 'MODULES', 'Chapter', 'RunContext', 'Outcome', 'Experiment', 'Result', 'experiment', 'benchmark',
-           'discover', 'select', 'run_experiment', 'run_all', 'results_table']
+           'discover', 'select', 'run_experiment', 'run_all', 'results_table', 'Command', 'command',
+           'discover_commands']
 
 # %% ../../../nbs/00_core/lab/index.ipynb #3e0c1968
 from .registry import (
     CHAPTERS, MODULES, Chapter, RunContext, Outcome, Experiment, Result, experiment, benchmark, discover, select,
-    run_experiment, run_all, results_table)
+    run_experiment, run_all, results_table,
+    Command, command, discover_commands)
 # what `from papercode.core.lab import *` gives: the names above
 _all_ = [
     "CHAPTERS", "MODULES", "Chapter", "RunContext", "Outcome", "Experiment", "Result", "experiment", "benchmark",
-    "discover", "select", "run_experiment", "run_all", "results_table"]
+    "discover", "select", "run_experiment", "run_all", "results_table",
+    "Command", "command", "discover_commands"]

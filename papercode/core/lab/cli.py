@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from .registry import (CHAPTERS, MODULES, Interrupted, format_table, results_table, run_all,
-                                     select, discover)
+                                     select, discover, discover_commands)
 from ..utils import device_info, resolve_device
 
 # %% auto #0
@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="papercode", description="Reproduce, benchmark and document the papercode chapters.")
-    sub = p.add_subparsers(dest="cmd", metavar="{list,reproduce,bench,docs}", parser_class=_Parser)
+    extra = discover_commands()
+    names = ["list", "reproduce", "bench", "docs", *sorted(extra)]
+    sub = p.add_subparsers(dest="cmd", metavar="{" + ",".join(names) + "}", parser_class=_Parser)
     sub.required = True
     ls = sub.add_parser("list", help="chapters, experiments and their claims")
     ls.add_argument("names", nargs="*", metavar="MODULE")
@@ -47,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="_site", help="site folder (default _site/)")
     d.add_argument("--serve", action="store_true", help="serve the built site on 127.0.0.1")
     d.add_argument("--port", type=int, default=8000)
+    for name, c in sorted(extra.items()):  # the chapters' own commands
+        c.arguments(sub.add_parser(name, help=f"{c.help} (chapter {c.module})"))
     return p
 
 # %% ../../../nbs/00_core/lab/20_cli.ipynb #2d7fa1a0
@@ -159,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "list": return cmd_list(args)
         if args.cmd in ("reproduce", "bench"): return cmd_run(args, "reproduce" if args.cmd == "reproduce" else "bench")
         if args.cmd == "docs": return cmd_docs(args)
+        cmd = discover_commands()[args.cmd]
+        try:
+            return int(cmd.run(args))
+        except (ValueError, FileNotFoundError) as e:  # a chapter command's bad input: one line
+            raise UsageError(str(e)) from None
     except UsageError as e:
         print(f"papercode: error: {e}", file=sys.stderr)
         return 2

@@ -24,9 +24,9 @@ import torch
 from ..utils import device_info, resolve_device, seed_everything
 
 # %% auto #0
-__all__ = ['CHAPTERS', 'MODULES', 'Chapter', 'RunContext', 'Outcome', 'Experiment', 'Result', 'experiment', 'benchmark',
-           'discover', 'select', 'run_experiment', 'write_results', 'Interrupted', 'run_all', 'format_table',
-           'results_table']
+__all__ = ['CHAPTERS', 'MODULES', 'BUILTIN_COMMANDS', 'Chapter', 'RunContext', 'Outcome', 'Experiment', 'Result', 'experiment',
+           'benchmark', 'discover', 'select', 'Command', 'command', 'discover_commands', 'run_experiment',
+           'write_results', 'Interrupted', 'run_all', 'format_table', 'results_table']
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #7230a528
 @dataclass(frozen=True)
@@ -194,6 +194,45 @@ def select(names: Sequence[str] = (),  # modules or module.experiment keys; empt
                                  f"(modules with some: {', '.join(sorted(have, key=order.get)) or 'none'})")
         chosen += [e for e in hit if e not in chosen]
     return chosen
+
+# %% ../../../nbs/00_core/lab/10_registry.ipynb #78ef548b
+@dataclass(frozen=True)
+class Command:
+    "A chapter's own subcommand of `papercode`."
+    name: str  # the subcommand, e.g. "rank"
+    module: str  # the chapter that owns it
+    help: str  # one line for `papercode --help`
+    arguments: Callable  # (argparse.ArgumentParser) -> None: declares the options
+    run: Callable  # (argparse.Namespace) -> int: the exit code
+
+BUILTIN_COMMANDS = ("list", "reproduce", "bench", "docs")
+_COMMANDS: dict[str, Command] = {}
+
+def command(name: str,  # the subcommand, e.g. "rank"
+            module: str,  # the chapter that owns it
+            help: str,  # one line for `papercode --help`
+            arguments: Callable,  # (argparse.ArgumentParser) -> None: declares the options
+            ):
+    "Decorator: register `run(args) -> int` as `papercode <name>`."
+    if module not in MODULES:
+        raise ValueError(f"module: unknown module {module!r} (known: {', '.join(MODULES)})")
+    if name in BUILTIN_COMMANDS:
+        raise ValueError(f"name: {name!r} is one of papercode's own commands")
+    def deco(run):
+        old = _COMMANDS.get(name)
+        if old is not None and old.module != module:
+            raise ValueError(f"name: command {name!r} is already registered by {old.module}")
+        _COMMANDS[name] = Command(name=name, module=module, help=help, arguments=arguments, run=run)
+        return run
+    return deco
+
+def discover_commands() -> dict[str, Command]:
+    "Import every chapter's `commands` module; return the chapter commands by name."
+    for m in MODULES:
+        if importlib.util.find_spec(f"papercode.{m}") is None: continue
+        if importlib.util.find_spec(f"papercode.{m}.commands") is not None:
+            importlib.import_module(f"papercode.{m}.commands")
+    return dict(_COMMANDS)
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #11f5bb55
 def _verdict(o: Outcome) -> str:
