@@ -25,8 +25,8 @@ from ..utils import device_info, resolve_device, seed_everything
 
 # %% auto #0
 __all__ = ['CHAPTERS', 'MODULES', 'BUILTIN_COMMANDS', 'Chapter', 'RunContext', 'Outcome', 'Experiment', 'Result', 'experiment',
-           'benchmark', 'discover', 'select', 'Command', 'command', 'discover_commands', 'run_experiment',
-           'write_results', 'Interrupted', 'run_all', 'format_table', 'results_table']
+           'benchmark', 'import_chapter_modules', 'discover', 'select', 'Command', 'command', 'discover_commands',
+           'run_experiment', 'write_results', 'Interrupted', 'run_all', 'format_table', 'results_table']
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #7230a528
 @dataclass(frozen=True)
@@ -160,12 +160,19 @@ def benchmark(module: str,  # chapter module
     return _register(module, name, what, baseline, "reported: ratios vs the baseline, no verdict", "bench", gpu)
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #13f4e3e1
-def discover() -> dict[str, Experiment]:
-    "Import every chapter's `experiments` module; return the registry (key -> Experiment)."
+def import_chapter_modules(name: str,  # the module each chapter may have, e.g. "experiments"
+                           ) -> list[str]:
+    "Import `papercode.<chapter>.<name>` for every chapter that has it; return the modules imported."
+    found = []
     for m in MODULES:
         if importlib.util.find_spec(f"papercode.{m}") is None: continue
-        if importlib.util.find_spec(f"papercode.{m}.experiments") is not None:
-            importlib.import_module(f"papercode.{m}.experiments")
+        if importlib.util.find_spec(f"papercode.{m}.{name}") is not None:
+            importlib.import_module(f"papercode.{m}.{name}"); found.append(f"papercode.{m}.{name}")
+    return found
+
+def discover() -> dict[str, Experiment]:
+    "Import every chapter's `experiments` module; return the registry (key -> Experiment)."
+    import_chapter_modules("experiments")
     return dict(_REGISTRY)
 
 def select(names: Sequence[str] = (),  # modules or module.experiment keys; empty = all
@@ -228,10 +235,7 @@ def command(name: str,  # the subcommand, e.g. "rank"
 
 def discover_commands() -> dict[str, Command]:
     "Import every chapter's `commands` module; return the chapter commands by name."
-    for m in MODULES:
-        if importlib.util.find_spec(f"papercode.{m}") is None: continue
-        if importlib.util.find_spec(f"papercode.{m}.commands") is not None:
-            importlib.import_module(f"papercode.{m}.commands")
+    import_chapter_modules("commands")
     return dict(_COMMANDS)
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #11f5bb55
