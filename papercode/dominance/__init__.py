@@ -5,19 +5,21 @@
 # %% auto #0
 __all__ = ['almost_dominance_ratio', 'first_order_dominance', 'quantile_pairs', 'COSTS', 'SharedKernelCost', 'ViolationResult',
            'cost_matrix', 'violation_h', 'violation_ratio', 'DominanceTest', 'bootstrap_weights', 'dominance_test',
-           'plugin_se', 'AlpacaEval', 'RankingResult', 'ScoreArray', 'as_score_array', 'kendall_tau', 'load_alpacaeval',
-           'relative_ranking']
+           'plugin_se', 'N_BOOT', 'AlpacaEval', 'RankingResult', 'ScoreArray', 'as_score_array', 'kendall_tau',
+           'load_alpacaeval', 'relative_ranking', 'CORRECTIONS', 'holm_adjust', 'ranking_heatmap']
 
 # %% ../../nbs/04_dominance/index.ipynb #1653f792
 from .univariate import almost_dominance_ratio, first_order_dominance, quantile_pairs
 from .violation import (
     COSTS, SharedKernelCost, ViolationResult, cost_matrix, violation_h, violation_ratio)
-from .inference import DominanceTest, bootstrap_weights, dominance_test, plugin_se
+from .inference import N_BOOT, DominanceTest, bootstrap_weights, dominance_test, plugin_se
 from .ranking import (
-    AlpacaEval, RankingResult, ScoreArray, as_score_array, kendall_tau, load_alpacaeval, relative_ranking)
+    AlpacaEval, RankingResult, ScoreArray, as_score_array, kendall_tau, load_alpacaeval, relative_ranking,
+    CORRECTIONS, holm_adjust, ranking_heatmap)
 # what `from papercode.dominance import *` gives: the names above
 _all_ = [
     "almost_dominance_ratio", "first_order_dominance", "quantile_pairs", "COSTS", "SharedKernelCost",
     "ViolationResult", "cost_matrix", "violation_h", "violation_ratio", "DominanceTest", "bootstrap_weights",
-    "dominance_test", "plugin_se", "AlpacaEval", "RankingResult", "ScoreArray", "as_score_array", "kendall_tau",
-    "load_alpacaeval", "relative_ranking"]
+    "dominance_test", "plugin_se", "N_BOOT", "AlpacaEval", "RankingResult", "ScoreArray", "as_score_array", "kendall_tau",
+    "load_alpacaeval", "relative_ranking", "CORRECTIONS", "holm_adjust",
+    "ranking_heatmap"]

@@ -14,7 +14,8 @@ import torch
 from .violation import ViolationResult, check_cost, check_lam, check_pair, solve_violation
 
 # %% auto #0
-__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'check_test_args', 'dominance_test']
+__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'N_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'check_test_args',
+           'dominance_test']
 
 # %% ../../nbs/04_dominance/20_inference.ipynb #51103209
 def bootstrap_weights(n: int,  # sample size (number of prompts)
@@ -47,6 +48,7 @@ def plugin_se(res: ViolationResult,  # an unbatched (or row-0) full-sample resul
 # %% ../../nbs/04_dominance/20_inference.ipynb #6023b0a2
 MIN_PROMPTS = 10  # fewer samples than this: the bootstrap is refused
 MIN_BOOT = 10  # fewer resamples than this: refused
+N_BOOT = 1000  # the chapter's one default number of bootstrap resamples (tests and rankings)
 
 @dataclass(frozen=True)
 class DominanceTest:
@@ -86,7 +88,7 @@ def check_test_args(n: int,  # sample size (the smaller one for two samples)
 def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" model
                    Y,  # (m, d) or (m,) scores of Q
                    eps0: float,  # tolerance ε0 in (0, 1); H1: ε(P, Q) < ε0
-                   *, n_boot: int = 1000,  # bootstrap resamples B
+                   *, n_boot: int = N_BOOT,  # bootstrap resamples B
                    alpha: float = 0.05,  # level
                    paired: bool = True,  # resample shared indices (same prompts; needs n = m)
                    seed: int = 0,  # seed of the resampling

@@ -15,12 +15,12 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from .inference import MIN_BOOT, MIN_PROMPTS, bootstrap_weights, check_test_args
-from .violation import check_cost, check_lam, ratio_of, solve_violation
+from .inference import MIN_BOOT, MIN_PROMPTS, N_BOOT, bootstrap_weights, check_test_args
+from .violation import check_cost, check_lam, ratio_of, solve_violation, violation_h
 
 # %% auto #0
-__all__ = ['ORIENTATIONS', 'METRICS', 'ScoreArray', 'as_score_array', 'RankingResult', 'relative_ranking', 'kendall_tau',
-           'AlpacaEval', 'load_alpacaeval']
+__all__ = ['ORIENTATIONS', 'CORRECTIONS', 'METRICS', 'ScoreArray', 'as_score_array', 'holm_adjust', 'RankingResult',
+           'relative_ranking', 'kendall_tau', 'ranking_heatmap', 'AlpacaEval', 'load_alpacaeval']
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #70ae2d46
 ORIENTATIONS = ("higher", "lower")
@@ -162,41 +162,163 @@ def as_score_array(scores,  # array (n, k, d), dict {model: (n, d)}, or a long t
     return ScoreArray(S, tuple(models), names, orient, tuple(prompts), n_dropped, standardize)
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #8b1bf582
+CORRECTIONS = ("bonferroni", "holm")
+
+def holm_adjust(p: torch.Tensor,  # (..., M) p-values of M hypotheses along the last axis
+                ) -> torch.Tensor:  # (..., M) adjusted p-values, same order
+    "Holm's step-down adjusted p-values: the running maximum of min(1, (M - j + 1) p_(j)) over the sorted p (Holm 1979)."
+    M = p.shape[-1]
+    ps, idx = torch.sort(p, dim=-1, stable=True)
+    factor = torch.arange(M, 0, -1, dtype=p.dtype, device=p.device)
+    adj = torch.cummax((factor * ps).clamp_max(1.0), dim=-1).values
+    return torch.empty_like(adj).scatter_(-1, idx, adj)
+
+def _decide(D, se, alpha, correction):
+    "One-sided p-values of 'i beats j', their adjusted values and the wins, for Δ of shape (..., k, k)."
+    k = D.shape[-1]
+    off = ~torch.eye(k, dtype=torch.bool, device=D.device)
+    M = k * (k - 1)  # one-sided tests: both directions of every pair
+    safe = torch.where(se > 0, se, torch.ones_like(se))
+    p = torch.where(se > 0, torch.special.ndtr(D / safe), (D >= 0).to(se.dtype))
+    p = torch.where(off, p, torch.ones_like(p))
+    if correction == "bonferroni":
+        z = NormalDist().inv_cdf(1 - alpha / M)
+        wins = (D + z * se < 0) & off  # eq. (13)
+        p_adj = torch.where(off, (M * p).clamp_max(1.0), torch.ones_like(p))
+    else:
+        p_adj = torch.ones_like(p)
+        p_adj[..., off] = holm_adjust(p[..., off])
+        wins = (p_adj < alpha) & off
+    return p, p_adj, wins
+
+def _competition_rank(borda):
+    "(..., k) Borda counts -> (..., k) ranks: 1 + the number of models with more significant wins (ties share a rank)."
+    return 1 + (borda[..., None, :] > borda[..., :, None]).sum(-1)
+
+def _check_weights(weights, names):
+    "Metric weights as a (d,) float64 tensor scaled to mean 1, or None for equal weights."
+    if weights is None: return None
+    d = len(names)
+    if isinstance(weights, dict):
+        unknown = [m for m in weights if m not in names]
+        missing = [m for m in names if m not in weights]
+        if unknown or missing:
+            raise ValueError(f"weights: give one weight per metric {list(names)}"
+                             + (f"; unknown {unknown}" if unknown else "") + (f"; missing {missing}" if missing else ""))
+        weights = [weights[m] for m in names]
+    try:
+        w = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"weights: must be numbers, got {weights!r}") from e
+    if w.shape != (d,):
+        raise ValueError(f"weights: expected {d} weights (one per metric), got shape {w.shape}")
+    if not np.isfinite(w).all() or (w <= 0).any():
+        raise ValueError(f"weights: must be finite and > 0 (leave a metric out of `metrics` to drop it), got {w.tolist()}")
+    w = w * d / w.sum()
+    return None if np.allclose(w, 1.0, rtol=0, atol=1e-15) else torch.as_tensor(w, dtype=torch.float64)
+
 @dataclass(frozen=True)
 class RankingResult:
     "Output of `relative_ranking` (indices follow `models`)."
     models: tuple  # k model names
     metrics: tuple  # metric names used
-    ratios: torch.Tensor  # (k, k) ε_ij = ε(P_i, P_j), eq. (12); NaN on the diagonal
+    ratios: torch.Tensor  # (k, k) ε_ij = ε(P_i, P_j) in [0, 1], eq. (12); NaN on the diagonal
     one_vs_all: torch.Tensor  # (k,) ε_i (smaller = closer to dominating everybody)
+    one_vs_all_ci: torch.Tensor  # (k, 2) percentile bootstrap interval of ε_i at `level`
     delta: torch.Tensor  # (k, k) Δ_ij = ε_i - ε_j
     se: torch.Tensor  # (k, k) bootstrap standard error of Δ_ij
-    p_adj: torch.Tensor  # (k, k) Bonferroni-adjusted one-sided p-value of "i beats j", min(1, M Φ(Δ/se)), M = k(k-1)
-    wins: torch.Tensor  # (k, k) bool: i relatively dominates j, eq. (13)
+    p: torch.Tensor  # (k, k) one-sided p-value of "i beats j", Φ(Δ_ij / se_ij); 1 on the diagonal
+    p_adj: torch.Tensor  # (k, k) p adjusted for the k(k-1) one-sided tests (`correction`); 1 on the diagonal
+    wins: torch.Tensor  # (k, k) bool: i relatively dominates j at family-wise level α, eq. (13)
     borda: torch.Tensor  # (k,) number of significant wins
-    ranking: tuple  # model names, best first: Borda, ties broken by ε_i
+    rank: torch.Tensor  # (k,) 1 + number of models with more wins: models with equal Borda counts share a rank
+    rank_ci: torch.Tensor  # (k, 2) percentile bootstrap interval of `rank` at `level`
+    ties: tuple  # groups (tuples of names, best first) of models sharing a rank
+    ranking: tuple  # model names, best first: Borda, then ε_i (an order inside a tie, not a significant one)
     order_by_ratio: tuple  # model names sorted by ε_i alone
-    table: list  # significant wins: dicts winner, loser, delta, se, upper, p_adj
+    table: list  # significant wins: dicts winner, loser, delta, se, upper (Δ + z_{1-α/M} se), p_adj
     boot_one_vs_all: torch.Tensor  # (n_boot, k) bootstrap replicates of ε_i
     n: int  # prompts used
     n_dropped: int  # prompts dropped for NaN
     n_boot: int  # bootstrap resamples
     alpha: float  # family-wise level
+    correction: str  # "bonferroni" or "holm"
+    level: float  # coverage of the percentile intervals
     seed: int  # seed of the resampling
+    weights: tuple | None  # metric weights used (scaled to mean 1), None = equal
     cost: str; beta: float; lam: float; value: str  # the statistic's settings
+    device: str  # where the OT problems were solved
     converged: bool  # every Sinkhorn problem reached its tolerance
 
     def summary(self) -> str:
-        "A text table: rank, model, Borda wins, ε_i."
+        "A text table: rank (= marks a tie), model, Borda wins, ε_i and the intervals, under a line of settings."
         w = max(len(m) for m in self.models)
-        lines = [f"{'rank':>4}  {'model':<{w}}  {'wins':>4}  {'eps_i':>7}"]
-        for r, m in enumerate(self.ranking, 1):
+        pct = f"{100 * self.level:g}%"
+        head = (f"{self.n} prompts x {len(self.models)} models x {len(self.metrics)} metrics; {self.n_boot} bootstrap "
+                f"resamples (seed {self.seed}); {self.correction.capitalize()} over {len(self.models) * (len(self.models) - 1)} "
+                f"one-sided tests at alpha = {self.alpha:g}; device {self.device}; converged: {'yes' if self.converged else 'NO'}")
+        lines = [head, f"{'rank':>5}  {'model':<{w}}  {'wins':>4}  {'eps_i':>6}  {pct + ' interval':>16}  {'rank ' + pct:>9}"]
+        tied = {m for g in self.ties for m in g}
+        for m in self.ranking:
             i = self.models.index(m)
-            lines.append(f"{r:>4}  {m:<{w}}  {int(self.borda[i]):>4}  {float(self.one_vs_all[i]):7.4f}")
+            lo, hi = self.one_vs_all_ci[i].tolist()
+            rl, rh = self.rank_ci[i].tolist()
+            r = f"{int(self.rank[i])}{'=' if m in tied else ''}"
+            lines.append(f"{r:>5}  {m:<{w}}  {int(self.borda[i]):>4}  {float(self.one_vs_all[i]):6.4f}  "
+                         f"[{lo:6.4f}, {hi:6.4f}]  {f'[{rl}, {rh}]':>9}")
+        if self.ties:
+            lines.append("= tied: same number of significant wins (listed by eps_i, not a significant difference)")
         return "\n".join(lines)
 
+    def _rows(self, table):
+        "Header and rows of one table (see `to_frame`)."
+        ms, k = self.models, len(self.models)
+        tied = {m for g in self.ties for m in g}
+        if table == "ranking":
+            head = ["rank", "tied", "model", "wins", "eps_i", "eps_i_lo", "eps_i_hi", "rank_lo", "rank_hi"]
+            rows = []
+            for m in self.ranking:
+                i = ms.index(m)
+                rows.append([int(self.rank[i]), m in tied, m, int(self.borda[i]), float(self.one_vs_all[i]),
+                             *map(float, self.one_vs_all_ci[i]), *map(int, self.rank_ci[i])])
+            return head, rows
+        if table == "pairs":
+            head = ["model", "other", "ratio", "delta", "se", "p", "p_adj", "wins"]
+            return head, [[ms[i], ms[j], float(self.ratios[i, j]), float(self.delta[i, j]), float(self.se[i, j]),
+                           float(self.p[i, j]), float(self.p_adj[i, j]), bool(self.wins[i, j])]
+                          for i in range(k) for j in range(k) if i != j]
+        mats = dict(ratios=self.ratios, delta=self.delta, se=self.se, p=self.p, p_adj=self.p_adj, wins=self.wins)
+        if table not in mats:
+            raise ValueError(f"table: expected one of {('ranking', 'pairs', *mats)}, got {table!r}")
+        return ["model", *ms], [[m, *mats[table][i].tolist()] for i, m in enumerate(ms)]
+
+    def to_frame(self, table: str = "ranking"):
+        "A pandas DataFrame: 'ranking' (one row per model, best first), 'pairs' (one row per ordered pair) or a k x k matrix ('ratios', 'delta', 'se', 'p', 'p_adj', 'wins', rows and columns = models)."
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("RankingResult.to_frame needs pandas, which papercode does not install: pip install pandas") from None
+        head, rows = self._rows(table)
+        df = pd.DataFrame(rows, columns=head)
+        return df.set_index("model") if head[0] == "model" and table != "pairs" else df
+
+    def to_csv(self, folder,  # folder to write into (created if missing)
+               tables=("ranking", "pairs", "ratios", "delta", "p_adj"),  # which tables (see `to_frame`)
+               ) -> list:  # the files written
+        "Write tables as CSV files `<folder>/<table>.csv` (no pandas needed)."
+        import csv
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = []
+        for t in tables:
+            head, rows = self._rows(t)
+            with open(folder / f"{t}.csv", "w", newline="", encoding="utf-8") as fh:
+                wr = csv.writer(fh); wr.writerow(head); wr.writerows(rows)
+            out.append(folder / f"{t}.csv")
+        return out
+
 def _all_pairs(S, W, *, cost, beta, lam, value, max_iter, tol, progress=None):
-    "ε_ij on every weight row for all ordered pairs: (B+1, k, k), plus the convergence flag."
+    "ε_ij on every weight row for all ordered pairs: (B+1, k, k), clamped to [0, 1], plus the convergence flag."
     n, k, d = S.shape
     E = torch.full((W.shape[0], k, k), float("nan"), dtype=S.dtype, device=S.device)
     ok = True
@@ -207,13 +329,21 @@ def _all_pairs(S, W, *, cost, beta, lam, value, max_iter, tol, progress=None):
         E[:, i, j] = r.ratio
         E[:, j, i] = ratio_of(r.ot_qp, r.ot_pq)
         ok = ok and r.converged
-    return E, ok
+    return E.clamp(0.0, 1.0), ok  # the dual objective of a dominated pair can be -1e-17 (float32: -1e-8); NaN stays
+
+def _interval(x, level, dim=0):
+    "Percentile interval of the replicates along `dim`: (..., 2)."
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    return torch.quantile(x.to(torch.float64), q, dim=dim).movedim(0, -1)
 
 def relative_ranking(scores,  # array (n, k, d), dict {model: (n, d)}, or long table (see `as_score_array`)
                      *, metrics: dict,  # {metric: "higher" | "lower"}
                      models=None,  # model names (required for arrays)
-                     n_boot: int = 200,  # bootstrap resamples of the prompts
-                     alpha: float = 0.05,  # family-wise level (Bonferroni over the k(k-1) one-sided tests)
+                     n_boot: int = N_BOOT,  # bootstrap resamples of the prompts
+                     alpha: float = 0.05,  # family-wise level over the k(k-1) one-sided tests
+                     correction: str = "bonferroni",  # "bonferroni" (eq. 13) or "holm" (step-down, never fewer wins)
+                     level: float = 0.95,  # coverage of the percentile intervals of ε_i and of the rank
+                     weights=None,  # metric weights w_k > 0 ({metric: w} or a sequence), c = Σ_k w_k h(x_k - y_k); None = equal
                      seed: int = 0,  # seed of the resampling
                      cost: str = "logistic",  # violation cost, eq. (5)
                      beta: float = 8.0,  # logistic gain β
@@ -228,42 +358,61 @@ def relative_ranking(scores,  # array (n, k, d), dict {model: (n, d)}, or long t
                      progress=None,  # optional wrapper of the pair loop, e.g. `ctx.progress` or tqdm
                      device=None,  # where to solve ("cpu", "cuda", ...); None = CPU. Results come back on the CPU
                      ) -> RankingResult:
-    "Rank k models by multivariate relative first-order dominance: bootstrap, Bonferroni, Borda (eqs. 12-13)."
+    "Rank k models by multivariate relative first-order dominance: bootstrap, Bonferroni or Holm, Borda (eqs. 12-13)."
     sa = as_score_array(scores, metrics=metrics, models=models, nan=nan, standardize=standardize,
                         prompt_col=prompt_col, model_col=model_col)
     S = sa.scores if device is None else sa.scores.to(device)
     n, k, d = S.shape
     check_test_args(n, n_boot, alpha)
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction: expected 'bonferroni' or 'holm', got {correction!r}")
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ValueError(f"level: the interval coverage must lie in (0, 1), got {level!r}")
     cost, lam = check_cost(cost, beta), check_lam(lam, d)
     if lam == 0 and d > 1:
         raise ValueError("lam: the unregularised ratio (lam=0) has no CLT in d > 1 and would need one network-simplex "
                          "solve per resample; use lam > 0 (lam=0 is allowed for one metric)")
+    w = _check_weights(weights, sa.metrics)
+    solve_cost = cost
+    if w is not None:
+        if cost == "zero_one":
+            raise ValueError("weights: the 0-1 cost is a maximum over metrics, not a sum; weights need a separable cost")
+        wt = w.to(dtype=S.dtype, device=S.device)
+        solve_cost = lambda Z: wt * violation_h(Z, cost, beta)  # c(x, y) = Σ_k w_k h(x_k - y_k)
     gen = torch.Generator().manual_seed(seed)
     W = torch.cat([torch.full((1, n), 1.0 / n, dtype=S.dtype), bootstrap_weights(n, n_boot, generator=gen)]).to(S.device)
-    E, ok = _all_pairs(S, W, cost=cost, beta=beta, lam=lam, value=value, max_iter=max_iter, tol=tol, progress=progress)
+    E, ok = _all_pairs(S, W, cost=solve_cost, beta=beta, lam=lam, value=value, max_iter=max_iter, tol=tol,
+                       progress=progress)
     E = E.cpu()
     off = ~torch.eye(k, dtype=torch.bool)
     e = torch.where(off, E, torch.zeros_like(E)).sum(-1) / (k - 1)  # (B+1, k)
     D = e[:, :, None] - e[:, None, :]  # (B+1, k, k)
-    delta, se = D[0], D[1:].std(0)
-    M = k * (k - 1)  # one-sided tests: both directions of every pair
-    z = NormalDist().inv_cdf(1 - alpha / M)
-    wins = (delta + z * se < 0) & off
-    Phi = torch.special.ndtr
-    p = torch.where(se > 0, Phi(delta / torch.where(se > 0, se, torch.ones_like(se))), (delta >= 0).to(se.dtype))
-    p_adj = torch.where(off, (M * p).clamp_max(1.0), torch.ones_like(p))
+    se = D[1:].std(0)
+    p, p_adj, wins = _decide(D[0], se, alpha, correction)
     borda = wins.sum(1)
+    rank = _competition_rank(borda)
+    _, _, boot_wins = _decide(D[1:], se, alpha, correction)  # each replicate tested with the full-sample se
+    boot_rank = _competition_rank(boot_wins.sum(-1)).numpy()
+    qlo, qhi = (1 - level) / 2, (1 + level) / 2
+    rank_ci = torch.as_tensor(np.stack([np.quantile(boot_rank, qlo, axis=0, method="lower"),
+                                        np.quantile(boot_rank, qhi, axis=0, method="higher")], -1))
     order = sorted(range(k), key=lambda i: (-int(borda[i]), float(e[0, i])))
-    table = [dict(winner=sa.models[i], loser=sa.models[j], delta=float(delta[i, j]), se=float(se[i, j]),
-                  upper=float(delta[i, j] + z * se[i, j]), p_adj=float(p_adj[i, j]))
+    ranking = tuple(sa.models[i] for i in order)
+    ties = tuple(g for g in (tuple(m for m in ranking if int(rank[sa.models.index(m)]) == r)
+                             for r in sorted(set(rank.tolist()))) if len(g) > 1)
+    z = NormalDist().inv_cdf(1 - alpha / (k * (k - 1)))
+    table = [dict(winner=sa.models[i], loser=sa.models[j], delta=float(D[0, i, j]), se=float(se[i, j]),
+                  upper=float(D[0, i, j] + z * se[i, j]), p_adj=float(p_adj[i, j]))
              for i in order for j in order if bool(wins[i, j])]
     ratios = E[0].clone(); ratios[~off] = float("nan")
-    return RankingResult(models=sa.models, metrics=sa.metrics, ratios=ratios, one_vs_all=e[0], delta=delta, se=se,
-                         p_adj=p_adj, wins=wins, borda=borda, ranking=tuple(sa.models[i] for i in order),
+    return RankingResult(models=sa.models, metrics=sa.metrics, ratios=ratios, one_vs_all=e[0],
+                         one_vs_all_ci=_interval(e[1:], level), delta=D[0], se=se, p=p, p_adj=p_adj, wins=wins,
+                         borda=borda, rank=rank, rank_ci=rank_ci, ties=ties, ranking=ranking,
                          order_by_ratio=tuple(sa.models[i] for i in sorted(range(k), key=lambda i: float(e[0, i]))),
                          table=table, boot_one_vs_all=e[1:], n=n, n_dropped=sa.n_dropped, n_boot=n_boot,
-                         alpha=float(alpha), seed=seed, cost="callable" if callable(cost) else cost, beta=float(beta),
-                         lam=lam, value=value, converged=ok)
+                         alpha=float(alpha), correction=correction, level=float(level), seed=seed,
+                         weights=None if w is None else tuple(w.tolist()), cost="callable" if callable(cost) else cost,
+                         beta=float(beta), lam=lam, value=value, device=str(S.device), converged=ok)
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #2724713d
 def kendall_tau(order_a,  # model names, best first
@@ -275,6 +424,49 @@ def kendall_tau(order_a,  # model names, best first
         raise ValueError("order_a and order_b: must rank the same models")
     pos = {m: i for i, m in enumerate(order_b)}
     return float(kendalltau(np.arange(len(order_a)), [pos[m] for m in order_a]).statistic)
+
+# %% ../../nbs/04_dominance/30_ranking.ipynb #a1c0e007
+def ranking_heatmap(result: RankingResult,  # output of `relative_ranking`
+                    *, ax=None,  # a matplotlib Axes to draw on (None: a new figure)
+                    labels=None,  # display names of the models, in the order of `result.models` (None: the names)
+                    order: str = "ranking",  # "ranking" (best first) or "input" (the order of `result.models`)
+                    vmax: float | None = None,  # colour range ±vmax of Δ (None: the largest |Δ|)
+                    title: str | None = None,  # axes title (None: the settings)
+                    ):  # the matplotlib Figure
+    "Heatmap of Δ_ij = ε_i − ε_j (row − column; < 0: the row model is ahead), a cross on each significant win (eq. 13)."
+    from papercode.core.plotting import figure
+    if not isinstance(result, RankingResult):
+        raise TypeError(f"result: expected a RankingResult, got {type(result).__name__}")
+    if order not in ("ranking", "input"):
+        raise ValueError(f"order: expected 'ranking' or 'input', got {order!r}")
+    k = len(result.models)
+    labels = list(result.models) if labels is None else [str(x) for x in labels]
+    if len(labels) != k:
+        raise ValueError(f"labels: {len(labels)} names for {k} models")
+    idx = [result.models.index(m) for m in result.ranking] if order == "ranking" else list(range(k))
+    D = result.delta[idx][:, idx].numpy()
+    W = result.wins[idx][:, idx].numpy()
+    vmax = (float(np.abs(D).max()) or 1.0) if vmax is None else float(vmax)
+    names = [labels[i] for i in idx]
+
+    def draw(ax):
+        im = ax.imshow(D, cmap="RdBu", vmin=-vmax, vmax=vmax)
+        ax.grid(False)
+        ii, jj = np.nonzero(W)
+        ax.scatter(jj, ii, marker="x", color="k", s=18, label="significant win of the row")
+        ax.set_xticks(range(k)); ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(k)); ax.set_yticklabels(names, fontsize=7)
+        ax.figure.colorbar(im, ax=ax, label="Δ (row − column); < 0: row ahead")
+        ax.set_title(title if title is not None else
+                     f"{result.n} prompts, {len(result.metrics)} metrics, {result.correction.capitalize()}, "
+                     f"α = {result.alpha:g}", fontsize=9)
+        return ax.figure
+
+    if ax is not None:
+        return draw(ax)
+    with figure(figsize=(max(4.0, 1.6 + 0.45 * k), max(3.2, 1.2 + 0.4 * k))) as (fig, ax):
+        draw(ax)
+    return fig
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #92b7054a
 @dataclass(frozen=True)

@@ -181,7 +181,8 @@ def ratio_of(num: torch.Tensor,  # (...) OT cost of the direction in the numerat
              ) -> torch.Tensor:  # (...) in [0, 1]
     "num / (num + other), ½ where both vanish (eq. 6)."
     den = num + other
-    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))
+    r = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))
+    return r.clamp(0.0, 1.0)  # a dominated pair's dual objective can come out at -1e-17 (float32: -1e-8); NaN stays NaN
 
 def check_lam(lam: float | None,  # λ >= 0, or None for the default 0.1·d
               d: int,  # number of metrics

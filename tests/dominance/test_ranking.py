@@ -206,3 +206,177 @@ def test_public_api_importable_from_package():
     for name in ("violation_ratio", "dominance_test", "relative_ranking", "almost_dominance_ratio",
                  "first_order_dominance", "load_alpacaeval", "ViolationResult", "DominanceTest", "RankingResult"):
         assert callable(getattr(dom, name)), name
+
+
+# --- the practitioner's interface: clamp, ties, Holm, weights, intervals, tables, heatmap, one n_boot default ---
+
+def test_ratios_clamped_to_unit_interval():
+    "A model dominated by far: the dual objective came out at -4e-18, a ratio below 0 (before the clamp)."
+    g = torch.Generator().manual_seed(0)
+    S = torch.randn(20, 3, 2, generator=g, dtype=f64)
+    S[:, 1] -= 4; S[:, 2] -= 8
+    r = relative_ranking(S, metrics={"a": "higher", "b": "higher"}, models=list("ABC"), n_boot=10, cost="hinge",
+                         lam=0.2, standardize=None)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert bool(((r.ratios[off] >= 0) & (r.ratios[off] <= 1)).all())
+    assert float(r.boot_one_vs_all.min()) >= 0.0 and float(r.boot_one_vs_all.max()) <= 1.0
+    assert float(r.one_vs_all_ci.min()) >= 0.0
+    assert r.ranking == ("A", "B", "C") and r.rank.tolist() == [1, 2, 3]
+
+
+def test_ties_are_reported_not_ordered_by_input():
+    "Two copies of one model: same rank whatever their input order, listed in `ties`, marked '=' in the summary."
+    S = _chain(12, n=60, k=3)
+    S = torch.cat([S, S[:, 1:2]], 1)  # model 'b2' is a copy of 'b'
+    for names in (["a", "b", "c", "b2"], ["a", "b2", "c", "b"]):
+        T = S if names[1] == "b" else S[:, [0, 3, 2, 1]]
+        r = relative_ranking(T, metrics=M3, models=names, n_boot=20)
+        i, j = names.index("b"), names.index("b2")
+        assert int(r.rank[i]) == int(r.rank[j])
+        assert any({"b", "b2"} <= set(g) for g in r.ties)
+        assert r.ratios[i, j] == 0.5 and r.delta[i, j] == 0.0
+        lines = {ln.split()[1]: ln.split()[0] for ln in r.summary().splitlines()[2:] if len(ln.split()) > 2}
+        assert lines["b"] == lines["b2"] and lines["b"].endswith("=")
+    # a clean chain has no ties
+    rc = relative_ranking(_chain(3, n=120), metrics=M3, models=list("ABCD"), n_boot=30)
+    if len(set(rc.borda.tolist())) == 4:
+        assert rc.ties == ()
+
+
+def _holm_reference(p, alpha):
+    "Holm's procedure as written in Holm (1979): reject the sorted hypotheses while p_(m) <= alpha / (M - m + 1)."
+    M = len(p)
+    reject = np.zeros(M, dtype=bool)
+    for m, i in enumerate(np.argsort(p, kind="stable")):
+        if p[i] <= alpha / (M - m):
+            reject[i] = True
+        else:
+            break
+    return reject
+
+
+def test_holm_adjust_against_the_step_down_definition():
+    from papercode.dominance.ranking import holm_adjust
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        M = int(rng.integers(1, 15))
+        p = rng.uniform(0, 0.05, M) ** rng.uniform(0.5, 2)
+        p[rng.integers(0, M)] = p[0]  # ties
+        adj = holm_adjust(torch.tensor(p)).numpy()
+        for alpha in (0.01, 0.05, 0.1):
+            np.testing.assert_array_equal(adj <= alpha, _holm_reference(p, alpha))
+        assert (adj >= p).all() and (adj <= np.minimum(1, M * p) + 1e-15).all()
+    assert_close(holm_adjust(torch.tensor([0.01, 0.04, 0.03])), torch.tensor([0.03, 0.06, 0.06], dtype=f64))
+
+
+def test_holm_in_relative_ranking():
+    S = _chain(13, n=80, k=4, step=0.15)
+    rb = relative_ranking(S, metrics=M3, models=list("ABCD"), n_boot=40)
+    rh = relative_ranking(S, metrics=M3, models=list("ABCD"), n_boot=40, correction="holm")
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert_close(rh.p, rb.p, rtol=0) and rh.correction == "holm"
+    ref = _holm_reference(rh.p[off].numpy(), 0.05)
+    np.testing.assert_array_equal(rh.wins[off].numpy(), ref)
+    assert bool((rh.wins | ~rb.wins).all())  # Holm keeps every Bonferroni win
+    np.testing.assert_array_equal(rb.wins[off].numpy(), rb.p[off].numpy() < 0.05 / 12)
+
+
+def test_weights_equal_a_repeated_metric():
+    "Weights (2, 1, 1) are the ratio of four metrics with the first one twice: OT_{ac, a lam} = a OT_{c, lam}."
+    S = _chain(14, n=60, k=3)
+    rw = relative_ranking(S, metrics=M3, models=list("xyz"), n_boot=15, weights={"a": 2, "b": 1, "c": 1})
+    r4 = relative_ranking(torch.cat([S, S[..., :1]], -1), metrics={**M3, "a2": "higher"}, models=list("xyz"), n_boot=15)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert_close(rw.ratios[off], r4.ratios[off], rtol=1e-9)
+    assert_close(rw.boot_one_vs_all, r4.boot_one_vs_all, rtol=1e-8)
+    r1 = relative_ranking(S, metrics=M3, models=list("xyz"), n_boot=15)
+    assert float((rw.ratios - r1.ratios)[off].abs().max()) > 1e-3  # the weights do change the ratio
+    ru = relative_ranking(S, metrics=M3, models=list("xyz"), n_boot=15, weights=[3, 3, 3])
+    assert_close(ru.ratios[off], r1.ratios[off], rtol=0) and ru.weights is None
+
+
+def test_weights_on_hinge_equal_scaled_metrics():
+    "The hinge is positively homogeneous: w h(z) = h(w z), so weights equal scaling the (raw) metrics."
+    S = _chain(15, n=50, k=3)
+    w = torch.tensor([0.5, 1.0, 1.5], dtype=f64)  # already mean 1
+    rw = relative_ranking(S, metrics=M3, models=list("xyz"), n_boot=10, cost="hinge", standardize=None, weights=w.tolist())
+    rs = relative_ranking(S * w, metrics=M3, models=list("xyz"), n_boot=10, cost="hinge", standardize=None)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert_close(rw.ratios[off], rs.ratios[off], rtol=1e-9)
+
+
+def test_intervals_against_explicit_replicates():
+    "ε_i intervals are percentiles of the replicates; rank intervals come from the Borda rank recomputed per replicate."
+    from statistics import NormalDist
+    S = _chain(16, n=60, k=4, step=0.2)
+    r = relative_ranking(S, metrics=M3, models=list("ABCD"), n_boot=50, level=0.9)
+    E = r.boot_one_vs_all.numpy()
+    assert_close(r.one_vs_all_ci, torch.tensor(np.quantile(E, [0.05, 0.95], axis=0).T), rtol=1e-12)
+    z = NormalDist().inv_cdf(1 - 0.05 / 12)
+    ranks = []
+    for e in E:
+        wins = [[i != j and (e[i] - e[j]) + z * float(r.se[i, j]) < 0 for j in range(4)] for i in range(4)]
+        borda = [sum(w) for w in wins]
+        ranks.append([1 + sum(b > borda[i] for b in borda) for i in range(4)])
+    ranks = np.array(ranks)
+    lo = np.sort(ranks, 0)[int(np.floor(0.05 * 49))]; hi = np.sort(ranks, 0)[int(np.ceil(0.95 * 49))]
+    np.testing.assert_array_equal(r.rank_ci.numpy(), np.stack([lo, hi], -1))
+    assert bool((r.one_vs_all_ci[:, 0] <= r.one_vs_all_ci[:, 1]).all())
+
+
+def test_one_n_boot_default():
+    "One bootstrap default for the chapter: relative_ranking, dominance_test and `papercode rank` (was 200 vs 1000)."
+    import inspect
+    from papercode.dominance.inference import dominance_test
+    from papercode.dominance.ranking import N_BOOT
+    d = lambda f: inspect.signature(f).parameters["n_boot"].default
+    assert d(relative_ranking) == d(dominance_test) == N_BOOT
+
+
+def test_tables_and_csv(tmp_path):
+    import csv
+    S = _chain(17, n=40, k=3)
+    r = relative_ranking(S, metrics=M3, models=list("xyz"), n_boot=20)
+    files = r.to_csv(tmp_path / "out")
+    assert sorted(f.name for f in files) == ["delta.csv", "p_adj.csv", "pairs.csv", "ranking.csv", "ratios.csv"]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "ranking.csv")))
+    assert [x["model"] for x in rows] == list(r.ranking)
+    for x in rows:
+        i = r.models.index(x["model"])
+        assert float(x["eps_i"]) == float(r.one_vs_all[i]) and int(x["rank"]) == int(r.rank[i])
+    pairs = list(csv.DictReader(open(tmp_path / "out" / "pairs.csv")))
+    assert len(pairs) == 6 and all(float(p["p_adj"]) == float(r.p_adj[r.models.index(p["model"]), r.models.index(p["other"])])
+                                   for p in pairs)
+    mat = list(csv.reader(open(tmp_path / "out" / "delta.csv")))
+    assert mat[0] == ["model", "x", "y", "z"] and float(mat[1][2]) == float(r.delta[0, 1])
+    with pytest.raises(ValueError, match="table: expected one of"):
+        r.to_csv(tmp_path, tables=("borda",))
+
+
+def test_to_frame(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    r = relative_ranking(_chain(18, n=40, k=3), metrics=M3, models=list("xyz"), n_boot=20)
+    f = r.to_frame("ratios")
+    assert list(f.index) == list(f.columns) == ["x", "y", "z"] and f.loc["x", "y"] == float(r.ratios[0, 1])
+    assert isinstance(r.to_frame(), pd.DataFrame) and list(r.to_frame().model) == list(r.ranking)
+    assert r.to_frame("wins").dtypes.eq(bool).all()
+    monkeypatch.setitem(__import__("sys").modules, "pandas", None)
+    with pytest.raises(ImportError, match="pip install pandas"):
+        r.to_frame()
+
+
+def test_heatmap_marks_the_wins():
+    from papercode.dominance.ranking import ranking_heatmap
+    r = relative_ranking(_chain(3, n=120), metrics=M3, models=list("ABCD"), n_boot=30)
+    fig = ranking_heatmap(r)
+    ax = fig.axes[0]
+    crosses = ax.collections[0].get_offsets()
+    assert len(crosses) == int(r.wins.sum())
+    order = [r.models.index(m) for m in r.ranking]
+    for x, y in np.asarray(crosses):  # column x, row y in ranking order
+        assert bool(r.wins[order[int(y)], order[int(x)]])
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(r.ranking)
+    with pytest.raises(ValueError, match="order: expected"):
+        ranking_heatmap(r, order="alphabetical")
+    with pytest.raises(TypeError, match="result: expected a RankingResult"):
+        ranking_heatmap(r.delta)
