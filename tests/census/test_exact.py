@@ -1,0 +1,183 @@
+"""Brute force over all multisets vs the exact DP vs CP-SAT (counts, probabilities, order), HiGHS vs scipy's milp
+on the most likely sequence, the re-tabulation round trip, the chains' exact matrices against scipy and networkx,
+and bad input."""
+import importlib.util
+import itertools
+
+import numpy as np
+import pytest
+
+from papercode.core.testing import assert_close, require
+from papercode.census.chains import (sample_block, six_cycle_instance, spectral_gap, transition_matrix)
+from papercode.census.exact import (ExactSampler, brute_force, household_distribution, log_weight,
+                                    multigraph_instance, vector_distribution)
+from papercode.census.solvers import highs_map, solve_block
+from papercode.census.synthesize import synthesize, synthetic_state
+from papercode.census.tables import BlockTables, Household, encode_block, encode_household, read_nhgis_blocks, tabulate, to_nhgis
+
+ORTOOLS = importlib.util.find_spec("ortools") is not None
+HIGHS = importlib.util.find_spec("highspy") is not None
+
+
+def _random_instance(seed, V=8, d=3, maxv=2):
+    rng = np.random.default_rng(seed)
+    rows = set()
+    while len(rows) < V:
+        r = tuple(rng.integers(0, maxv + 1, d))
+        if sum(r): rows.add(r)
+    A = np.array(sorted(rows))
+    pi = rng.dirichlet(np.ones(V))
+    m = rng.integers(0, 2, V); m[rng.integers(V)] += 1  # a feasible target from a random multiset
+    c = m @ A
+    if c.sum() > 12: c = A[0] + A[1] + A[2]
+    return c, vector_distribution(A, pi)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dp_equals_brute_force_counts_and_probabilities(seed):
+    c, dist = _random_instance(seed)
+    bf = brute_force(c, dist, max_households=12)
+    ex = ExactSampler(c, dist)
+    assert ex.info.n_solutions == len(bf)
+    S = ex.solutions()
+    assert sorted(map(tuple, S)) == sorted(map(tuple, bf))
+    w = np.exp(log_weight(bf, dist))  # brute-force law: multinomial weights renormalised
+    assert_close(np.exp(log_weight(bf, dist) - ex.info.log_z), w / w.sum(), rtol=1e-10, msg="P_b")
+    sol = solve_block(c, dist, limit=3)  # top order by P_b among the returned, mass of the set exact
+    assert_close(sol.mass, (w / w.sum())[[
+        [tuple(b) for b in bf].index(tuple(s)) for s in sol.counts]].sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dp_equals_cpsat(seed):
+    require(ORTOOLS, "ortools not installed (pip install -e '.[census]')")
+    c, dist = _random_instance(100 + seed, V=10, d=4)
+    a, b = solve_block(c, dist, method="dp"), solve_block(c, dist, method="cpsat")
+    assert b.complete and a.n_solutions == b.n_solutions
+    assert [tuple(x) for x in a.counts] == [tuple(x) for x in b.counts] or \
+        sorted(map(tuple, a.counts)) == sorted(map(tuple, b.counts))
+    assert_close(a.prob, b.prob[[list(map(tuple, b.counts)).index(tuple(x)) for x in a.counts]], rtol=1e-10)
+
+
+@pytest.mark.parametrize("cd,n", [((2, 3), 5), ((4, 3), 15), ((2, 4), 17), ((4, 4), 138), ((2, 5), 73), ((4, 5), 2021)])
+def test_multigraph_counts_dp_cpsat_and_brute_force(cd, n):
+    c, dist = multigraph_instance(*cd)
+    assert ExactSampler(c, dist).info.n_solutions == n
+    if n <= 200: assert len(brute_force(c, dist, max_households=10)) == n
+    require(ORTOOLS, "ortools not installed (pip install -e '.[census]')")
+    r = solve_block(c, dist, method="cpsat", limit=10 ** 5)
+    assert r.complete and r.n_solutions == n
+
+
+def test_cpsat_limit_is_reported_not_silently_truncated():
+    require(ORTOOLS, "ortools not installed (pip install -e '.[census]')")
+    c, dist = multigraph_instance(4, 4)
+    r = solve_block(c, dist, method="cpsat", limit=50)
+    assert not r.complete and r.n_solutions is None and len(r.counts) == 50
+    assert len({tuple(x) for x in r.counts}) == 50  # deduplicated
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_highs_and_scipy_milp_agree_on_the_map(seed):
+    require(HIGHS, "highspy not installed (pip install -e '.[census]')")
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    c, dist = _random_instance(200 + seed, V=10, d=4)
+    m, status = highs_map(c, dist)
+    cost = -np.log(dist.pi)
+    r = milp(cost, constraints=LinearConstraint(dist.vectors.T.astype(float), c, c), integrality=np.ones(len(cost)),
+             bounds=Bounds(0, np.inf))
+    assert r.success and m is not None
+    assert_close(m @ cost, r.fun, rtol=1e-7, msg="objective")
+    assert (m @ dist.vectors == c).all()
+
+
+def test_retabulation_round_trip_and_truth_is_feasible():
+    st = synthetic_state(30, seed=7, n_pums=500)
+    d1 = household_distribution([h for hh in st.truth for h in hh])  # support contains every true household
+    for hh, t, g in zip(st.truth, st.tables, st.gq):
+        if g: continue
+        assert tabulate(hh) == t
+        c = encode_block(t, 1)
+        assert (sum(encode_household(h, 1) for h in hh) == c).all()
+        if t.households <= 4: assert ExactSampler(c, d1).info.n_solutions >= 1
+
+
+def test_fallback_levels_group_quarters_and_missing_support():
+    st = synthetic_state(60, seed=8, n_pums=3000, gq_share=0.3)
+    md = synthesize(st, seed=1, progress=False)
+    gq = np.flatnonzero((st.gq > 0) & (md.level > 0))
+    assert len(gq) > 0
+    assert all(md.level[b] >= 2 and not md.use_age[b] for b in gq)  # group quarters: never level 1
+    W = lambda n: (n,) + (0,) * 13
+    fam2 = Household(W(2), 2, 0, False, True); single = Household(W(1), 1, 0, False, False)
+    roommates = Household(W(2), 2, 0, False, False)
+    t = tabulate([fam2, single])
+    md2 = synthesize([t], pums=[single, roommates], progress=False)  # the family household is not in the sample
+    assert md2.level[0] == 2 and md2.complete
+    assert sorted(h.family for h in md2.households) == [False, False]
+
+
+def test_infeasible_block_names_the_tables():
+    black = Household((0, 1) + (0,) * 12, 1, 1, False, False)
+    white = Household((1,) + (0,) * 13, 1, 0, False, False)
+    md = synthesize([tabulate([black, black])], pums=[white], progress=False)  # (one-household blocks are their own household)
+    assert md.level[0] == 0 and not md.complete and "P3 race totals" in md.unsolved[0][1]
+
+
+def test_chain_matrices_stationary_and_scipy_eigs():
+    from scipy.sparse.linalg import eigs
+    c, dist = multigraph_instance(4, 3)
+    for k in (2, 3):
+        cm = transition_matrix(c, dist, "reduced", k=k)
+        F = cm.target[:, None] * cm.T
+        assert_close(F, F.T, atol=1e-14, rtol=0)
+        assert_close(cm.target @ cm.T, cm.target, atol=1e-12, rtol=0)
+        lam = np.sort(np.abs(eigs(cm.T.T, k=3, which="LM", return_eigenvectors=False)))[::-1]
+        assert_close(spectral_gap(cm.T, cm.target), 1 - lam[1], atol=1e-8, rtol=0)
+    cm = transition_matrix(c, dist, "simple", gamma=0.4)
+    assert_close(cm.target @ cm.T, cm.target, atol=1e-12, rtol=0)
+
+
+def test_six_cycle_connectivity_networkx():
+    nx = pytest.importorskip("networkx")
+    c, dist = six_cycle_instance()
+    for k, comps in ((2, 2), (3, 1)):
+        cm = transition_matrix(c, dist, "reduced", k=k)
+        G = nx.from_numpy_array((cm.T > 0).astype(int) - np.eye(len(cm.T), dtype=int))
+        assert nx.number_connected_components(G) == comps
+
+
+def test_empirical_one_step_frequencies_match_the_matrix():
+    c, dist = multigraph_instance(2, 4)
+    cm = transition_matrix(c, dist, "reduced", k=3)
+    where = {tuple(s): i for i, s in enumerate(cm.states)}
+    x0 = ExactSampler(c, dist).solutions(1)[0]
+    i0 = where[tuple(x0)]
+    s = sample_block(c, dist, method="reduced_chain", k=3, steps=1, n=10_000, seed=5)
+    emp = np.bincount([where[tuple(m)] for m in s.counts], minlength=len(cm.T)) / 10_000
+    assert 0.5 * np.abs(emp - cm.T[i0]).sum() < 0.02
+
+
+def test_bad_input():
+    toy = vector_distribution([[1, 0, 1], [0, 1, 1], [1, 1, 1], [2, 0, 1]])
+    with pytest.raises(ValueError, match="integers"): solve_block([5.5, 1, 5], toy)
+    with pytest.raises(ValueError, match="non-negative"): solve_block([5, -1, 5], toy)
+    with pytest.raises(ValueError, match="sum to 1"): vector_distribution([[1, 0], [0, 1]], [0.3, 0.3])
+    with pytest.raises(ValueError, match="k=7"): sample_block([5, 1, 5], toy, method="reduced_chain", k=7)
+    with pytest.raises(ValueError, match="P5 and P3"):
+        BlockTables(p3=[2] + [0] * 6, p5=[[1] + [0] * 6, [0] * 7], p16=[0, 0], p16_race=np.zeros(7), p16_hisp=0,
+                    p28_race=np.zeros((7, 2, 7)), p28_hisp=np.zeros((2, 7)))
+
+
+def test_nhgis_reader_on_a_fabricated_file(tmp_path):
+    st = synthetic_state(3, seed=2, n_pums=50)
+    rows = [{"GISJOIN": f"G{i}", **to_nhgis(t)} for i, t in enumerate(st.tables)]
+    p = tmp_path / "blocks.csv"
+    cols = list(rows[0])
+    p.write_text(",".join(cols) + "\n" + "\n".join(",".join(str(r[c]) for c in cols) for r in rows) + "\n")
+    got = read_nhgis_blocks(p)
+    assert all(got[f"G{i}"] == t for i, t in enumerate(st.tables))
+    bad = p.read_text().splitlines(); bad[2] = bad[2].replace(",", ",x", 1)
+    p.write_text("\n".join(bad) + "\n")
+    with pytest.raises(ValueError, match="line 3"): read_nhgis_blocks(p)
+    with pytest.raises(FileNotFoundError): read_nhgis_blocks(tmp_path / "missing.csv")
