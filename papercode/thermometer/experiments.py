@@ -140,7 +140,8 @@ def simulated_lofo(ctx: RunContext) -> Outcome:
                   "mean ECE than Vanilla and TS-CV (accuracy unchanged)",
             paper="ordering Vanilla > TS-CV > Thermometer >~ TS-oracle in mean ECE on MMLU / BIG-bench / MRQA with "
                   "LLaMA-2-Chat 7B and FLAN-T5-XL (the paper's numbers not checked: its tables were not available)",
-            tol="mean ECE: Thermometer < Vanilla and Thermometer < TS-CV; accuracy identical across methods")
+            tol="paper scale: mean ECE Thermometer < Vanilla and Thermometer < TS-CV, accuracy identical across "
+                "methods; tiny scale (4 families, 1 seed, no interval): reported without a verdict")
 def llm_lofo(ctx: RunContext) -> Outcome:
     cfg = Config.of(ctx)
     bench = load_benchmark()
@@ -152,6 +153,7 @@ def llm_lofo(ctx: RunContext) -> Outcome:
     n_f = len(bench) if cfg.llm_held_out is None else len(cfg.llm_held_out)
     table = paper_table(res)
     config = dict(held_out=cfg.llm_held_out, seeds=cfg.llm_seeds, steps=cfg.llm_steps)
+    if ctx.tiny: ok = None  # 4 families and one seed: no interval to judge a difference by
     return Outcome(ours=(f"mean ECE vanilla {e['vanilla']:.3f}, TS-CV {e['ts_cv']:.3f}, "
                          f"Thermometer {e['thermometer']:.3f}, TS-oracle {e['ts_oracle']:.3f} "
                          f"({n_f} families, {len(cfg.llm_seeds)} seed(s), {cfg.llm_steps} steps)"),
@@ -159,11 +161,12 @@ def llm_lofo(ctx: RunContext) -> Outcome:
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #a04b28ee
 @experiment("thermometer", "efficiency",
-            claim="Predicting a new task's temperature costs one small-MLP pass over the unlabelled prompts' "
-                  "features: a negligible fraction of the LLM's inference",
+            claim="Measurement: the time to predict a new task's temperature (one small-MLP pass over the "
+                  "unlabelled prompts' features) next to the LLM's time to score the same task",
             paper="'a fraction of the computational cost' (abstract); Fig. 1: Thermometer's runtime close to the "
                   "LLM's single pass, far below multi-pass methods",
-            tol="Thermometer time per task < 1% of the LLM's scoring time for the same task")
+            tol="reported without a verdict (against the LLM's own time the ratio cannot fail; the paper's "
+                "comparison with multi-pass label-free methods is not run)")
 def efficiency_claim(ctx: RunContext) -> Outcome:
     cfg = Config.of(ctx)
     bench = load_benchmark()
@@ -186,7 +189,7 @@ def efficiency_claim(ctx: RunContext) -> Outcome:
         live = f"; live LLM {per_prompt:.2f} s/prompt"
     details["ratio"] = ratio
     return Outcome(ours=(f"Thermometer {th * 1e3:.2f} ms for {len(f)} prompts vs LLM {llm_rec['seconds']:.0f} s "
-                         f"(recorded){live}: ratio {ratio:.1e}"), passed=ratio < 0.01, value=ratio, details=details)
+                         f"(recorded){live}: ratio {ratio:.1e}"), passed=None, value=ratio, details=details)
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #6dffdaa1
 @benchmark("thermometer", "calibration_cost",

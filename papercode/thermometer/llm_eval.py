@@ -17,14 +17,15 @@ import torch
 from .benchmark import (LABEL_FREE, METHODS, LOOResult, evaluate_transfer, leave_one_out,
                                              summarize_seeds)
 from .metrics import calibration_metrics, ece, probs_from_logits, reliability_diagram
-from .model import predict_temperature
+from .model import CalibTask, fit_thermometer, predict_temperature
 from .tasks import (DATA_DIR, FAMILIES, LETTER_FAMILIES, SCORES_FILE, TaskScores, load_benchmark,
                                          load_scores)
-from .temperature import temperature_scale
+from .temperature import pooled_temperature, temperature_scale
 
 # %% auto #0
-__all__ = ['LLM_FIT', 'STUDY_FILE', 'TRANSFER_TRAIN', 'METHOD_LABELS', 'METHOD_COLOURS', 'family_overview', 'lofo', 'paper_table',
-           'unlabelled_sensitivity', 'load_timings', 'efficiency', 'llm_study', 'save_study', 'load_study',
+__all__ = ['LLM_FIT', 'STUDY_FILE', 'TRANSFER_TRAIN', 'ABLATION_FILE', 'ABLATIONS', 'METHOD_LABELS', 'METHOD_COLOURS',
+           'family_overview', 'lofo', 'paper_table', 'unlabelled_sensitivity', 'load_timings', 'efficiency',
+           'llm_study', 'save_study', 'load_study', 'thermometer_ablation', 'ablation_table', 'load_ablation',
            'letters_vs_cloze', 'temperature_slider_figure']
 
 # %% ../../nbs/10_thermometer/60_llm.ipynb #e33fb726
@@ -166,6 +167,84 @@ def load_study(path: str | Path = STUDY_FILE) -> dict:
     if not {"config", "runs", "sensitivity", "efficiency"} <= set(d): raise ValueError(f"path: {path} is not a study")
     d["results"] = [LOOResult(rows=r["rows"], seed=r["seed"], fit_seconds=r["fit_seconds"],
                               predict_seconds=r["predict_seconds"]) for r in d["runs"]]
+    return d
+
+# %% ../../nbs/10_thermometer/60_llm.ipynb #a7b1c2d4
+ABLATION_FILE = DATA_DIR / "ablation_smollm2.json"
+ABLATIONS = {"stored": {}, "steps_5000": dict(steps=5000), "lam_0": dict(lam=0.0), "lam_0.1": dict(lam=0.1),
+             "pca_refit_32": dict(pca_refit=32), "first_pcs_32": dict(first_pcs=32), "in_sample": dict(in_sample=True)}
+
+def _spearman(a, b):
+    ra = torch.tensor(a).argsort().argsort().double(); rb = torch.tensor(b).argsort().argsort().double()
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+def _pca_refit(train, test, k):
+    "Principal components of the training tasks' features (k of them), applied to every task."
+    X = torch.cat([t.features for t in train]).double()
+    mu, sd = X.mean(0), X.std(0).clamp_min(1e-6)
+    V = torch.linalg.svd((X - mu) / sd, full_matrices=False).Vh[:k]
+    proj = lambda t: CalibTask(t.name, t.logits, (((t.features.double() - mu) / sd) @ V.T).float(), t.labels)
+    return [proj(t) for t in train], [proj(t) for t in test]
+
+def thermometer_ablation(bench: dict[str, TaskScores],  # from `load_benchmark`
+                         variants: dict[str, dict] = ABLATIONS,  # name -> overrides of `LLM_FIT`, plus pca_refit=k, first_pcs=k, in_sample=True
+                         seed: int = 0,
+                         held_out: Sequence[str] | None = None,  # default: every family
+                         progress: bool = False,
+                         ) -> dict:
+    "Leave-one-family-out Thermometer under one change at a time: mean ECE, wins over TS-CV, rank correlation, best step."
+    names = list(bench) if held_out is None else list(held_out)
+    tasks = {n: CalibTask(n, s.logits, s.features, s.labels) for n, s in bench.items()}
+    oracle = {n: temperature_scale(tasks[n].logits, tasks[n].labels).temperature for n in names}
+    e = lambda n, T: ece(probs_from_logits(tasks[n].logits.double(), T), tasks[n].labels).item()
+    base = {n: dict(vanilla=e(n, 1.0), ts_oracle=e(n, oracle[n]), ts_cv=e(n, pooled_temperature(
+        [(t.logits, t.labels) for m, t in tasks.items() if m != n]).temperature)) for n in names}
+    out = dict(seed=seed, families=names, oracle_T=oracle, baselines=base, variants={})
+    for vname, over in variants.items():
+        over = dict(over); k = over.pop("pca_refit", None); ins = over.pop("in_sample", False)
+        first = over.pop("first_pcs", None)  # keep the first shipped components (fitted on all families)
+        kw = {**LLM_FIT, **over}; t0 = time.perf_counter(); rows = {}
+        if ins: fit_all = fit_thermometer(list(tasks.values()), seed=seed, **kw)
+        it = names
+        if progress:
+            from tqdm.auto import tqdm
+            it = tqdm(names, desc=vname, leave=False)
+        for n in it:
+            train, test = [t for m, t in tasks.items() if m != n], [tasks[n]]
+            if k is not None: train, test = _pca_refit(train, test, k)
+            if first is not None:
+                cut = lambda t: CalibTask(t.name, t.logits, t.features[:, :first], t.labels)
+                train, test = [cut(t) for t in train], [cut(t) for t in test]
+            fit = fit_all if ins else fit_thermometer(train, seed=seed, **kw)
+            T = predict_temperature(fit, test[0].features)
+            rows[n] = dict(T=T, ece=e(n, T), best_step=fit.best_step)
+        eces = [rows[n]["ece"] for n in names]
+        out["variants"][vname] = dict(
+            config={**kw, "pca_refit": k, "first_pcs": first, "in_sample": ins}, rows=rows, seconds=time.perf_counter() - t0,
+            mean_ece=statistics.mean(eces),
+            wins_vs_ts_cv=sum(rows[n]["ece"] < base[n]["ts_cv"] for n in names),
+            wins_vs_vanilla=sum(rows[n]["ece"] < base[n]["vanilla"] for n in names),
+            spearman_logT=_spearman([math.log(rows[n]["T"]) for n in names], [math.log(oracle[n]) for n in names]),
+            T_range=(min(r["T"] for r in rows.values()), max(r["T"] for r in rows.values())),
+            median_best_step=statistics.median(r["best_step"] for r in rows.values()))
+    out["mean_ece"] = {m: statistics.mean(base[n][m] for n in names) for m in ("vanilla", "ts_cv", "ts_oracle")}
+    return out
+
+def ablation_table(ab: dict) -> list[dict]:
+    "One row per variant (and the label-free baselines) from `thermometer_ablation`."
+    rows = [dict(variant=v, mean_ece=round(r["mean_ece"], 4), wins_vs_ts_cv=f"{r['wins_vs_ts_cv']}/{len(ab['families'])}",
+                 wins_vs_vanilla=f"{r['wins_vs_vanilla']}/{len(ab['families'])}", spearman_logT=round(r["spearman_logT"], 3),
+                 T_range=f"{r['T_range'][0]:.2f}-{r['T_range'][1]:.2f}", best_step=r["median_best_step"],
+                 minutes=round(r["seconds"] / 60, 1)) for v, r in ab["variants"].items()]
+    rows += [dict(variant=m, mean_ece=round(v, 4)) for m, v in ab["mean_ece"].items()]
+    return rows
+
+def load_ablation(path: str | Path = ABLATION_FILE) -> dict:
+    "Read a stored `thermometer_ablation` result."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"path: no ablation at {path}; run thermometer_ablation and save_study")
+    d = json.loads(path.read_text())
+    if not {"variants", "baselines", "families"} <= set(d): raise ValueError(f"path: {path} is not an ablation")
     return d
 
 # %% ../../nbs/10_thermometer/60_llm.ipynb #aa680ade

@@ -90,6 +90,16 @@ def as_calib_task(t, i: int = 0) -> CalibTask:
                          f"features {tuple(f.shape)}, labels {tuple(y.shape)}")
     if len(y) == 0: raise ValueError(f"tasks: entry {i} ({task.name}) is empty")
     if not torch.isfinite(f).all(): raise ValueError(f"tasks: entry {i} ({task.name}) has non-finite features")
+    where = f"tasks: entry {i} ({task.name})"
+    if not z.is_floating_point(): raise ValueError(f"{where}: logits must be floating point, got {z.dtype}")
+    if torch.isnan(z).any() or (z == float("inf")).any():
+        raise ValueError(f"{where}: logits contain NaN or +inf (only -inf, for an absent option, is allowed)")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be integers, got {y.dtype}")
+    if ((y < 0) | (y >= z.shape[1])).any():
+        raise ValueError(f"{where}: labels out of range [0, {z.shape[1]}) (min {y.min().item()}, max {y.max().item()})")
+    if torch.isinf(z.gather(1, y[:, None].long())).any():
+        raise ValueError(f"{where}: labels point at an absent (-inf) option")
     return task
 
 def scaled_logits(logits: torch.Tensor,  # (N, C), -inf for absent options

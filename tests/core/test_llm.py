@@ -36,6 +36,29 @@ def test_cloze_scores_equal_full_sequence_log_likelihoods(llm):
     assert_close(mean.logits[0, :3] * lens, sc.logits[0, :3], rtol=1e-5)
 
 
+def test_batched_prompts_equal_one_prompt_at_a_time(llm):
+    "Left-padded batches give each prompt's own scores and features (prompts of different token lengths)."
+    qs = QS + ["Question: Which of these is a fruit that grows on trees in orchards?\nAnswer:"]
+    opts = OPTS + [[" an apple", " a carrot", " a potato"]]  # multi-token options continue a padded cache
+    lens = {len(llm.tokenizer(q).input_ids) for q in qs}
+    assert len(lens) > 1, "the prompts must differ in length, or no padding is tested"
+    batch = score_choices(llm, qs, opts, progress=False)  # one batch of 4 (default batch_size 16)
+    pairs = score_choices(llm, qs, opts, batch_size=2, progress=False)
+    for n in range(len(qs)):
+        single = score_choices(llm, qs[n:n + 1], opts[n:n + 1], batch_size=1, progress=False)
+        k = len(opts[n])
+        for got in (batch, pairs):
+            torch.testing.assert_close(got.logits[n, :k], single.logits[0, :k], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got.features[n], single.features[0], rtol=1e-5, atol=1e-4)
+        assert torch.isinf(batch.logits[n, k:]).all()
+
+
+@pytest.mark.parametrize("bs", [0, -1, 1.5, True])
+def test_bad_batch_size(llm, bs):
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        score_choices(llm, QS, OPTS, batch_size=bs, progress=False)
+
+
 def test_features_are_the_last_prompt_token_hidden_state(llm):
     sc = score_choices(llm, QS[:2], OPTS[:2], progress=False)
     p = llm.tokenizer(QS[1], return_tensors="pt").input_ids

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from papercode.thermometer.benchmark import LOOResult
 from papercode.thermometer.llm_eval import (efficiency, load_study, lofo, paper_table, save_study,
@@ -80,3 +81,32 @@ def test_slider_figure_frames(bench):
     for k, st in enumerate(steps):  # each step shows the static traces and exactly its own three
         vis = st.args[0]["visible"]
         assert sum(vis) == 4 + 3 and all(vis[:4])
+
+
+def test_pca_refit_ignores_the_held_out_family():
+    "The ablation's refitted components come from the training families only: changing the held-out one changes nothing else."
+    from papercode.thermometer.llm_eval import _pca_refit
+    from papercode.thermometer.model import CalibTask
+    g = torch.Generator().manual_seed(0)
+    mk = lambda n, s=1.0: CalibTask(n, torch.randn(20, 3, generator=g), s * torch.randn(20, 10, generator=g),
+                                    torch.randint(0, 3, (20,), generator=g))
+    train, held = [mk("a"), mk("b")], mk("c")
+    other = CalibTask("c", held.logits, 100 * held.features + 7, held.labels)
+    tr1, te1 = _pca_refit(train, [held], 4)
+    tr2, te2 = _pca_refit(train, [other], 4)
+    for x, y in zip(tr1, tr2): assert torch.equal(x.features, y.features)
+    assert tr1[0].features.shape == (20, 4) and not torch.allclose(te1[0].features, te2[0].features)
+    allf = torch.cat([t.features for t in tr1])
+    torch.testing.assert_close(allf.mean(0), torch.zeros(4), atol=1e-5, rtol=0)  # centred on the training families
+
+
+def test_ablation_on_two_families_runs_and_keeps_baselines():
+    from papercode.thermometer.llm_eval import ablation_table, thermometer_ablation
+    bench = load_benchmark(["capital", "parity", "plural"])
+    ab = thermometer_ablation(bench, {"stored": dict(steps=20), "pca_refit_8": dict(steps=20, pca_refit=8),
+                                      "in_sample": dict(steps=20, in_sample=True)}, held_out=["capital", "parity"])
+    assert set(ab["variants"]) == {"stored", "pca_refit_8", "in_sample"}
+    for v in ab["variants"].values():
+        assert set(v["rows"]) == {"capital", "parity"} and all(r["T"] > 0 for r in v["rows"].values())
+    assert ab["variants"]["pca_refit_8"]["config"]["pca_refit"] == 8
+    assert len(ablation_table(ab)) == 3 + 3

@@ -111,12 +111,42 @@ def test_standardize_stores_shift_and_scale():
     assert fit.model.scale.min() > 0 and fit.model.shift.abs().sum() > 0
 
 
+def _z(): return toy_tasks(1)[0].logits.clone()
+def _y(): return toy_tasks(1)[0].labels.clone()
+def _set(z, i, j, v): z[i, j] = v; return z
+def _nan_at(i, j): return _set(_z(), i, j, float("nan"))
+def _absent_label():
+    t = toy_tasks(1)[0]; z = t.logits.clone(); z[0, t.labels[0]] = float("-inf"); return z
+def _with(logits=None, labels=None):
+    t = toy_tasks(1)[0]
+    return (t.logits if logits is None else logits, t.features, t.labels if labels is None else labels)
+
+
+def test_absent_options_still_train():
+    "-inf logits mark absent options and stay allowed (the shipped LLM scores have them)."
+    t = toy_tasks(1)[0]; z = t.logits.clone()
+    for i in range(len(z)):
+        z[i, [c for c in range(3) if c != int(t.labels[i])][0]] = float("-inf")
+    fit = fit_thermometer([(z, t.features, t.labels)], hidden=4, steps=50, seed=0)
+    assert math.isfinite(fit.best_val_nll)
+
+
 @pytest.mark.parametrize("bad, msg", [
     (lambda: fit_thermometer([]), "tasks: is empty"),
     (lambda: fit_thermometer([(torch.zeros(1, 2), torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))]), "need at least 2"),
     (lambda: fit_thermometer([(torch.zeros(4, 2), torch.zeros(3, 3), torch.zeros(4, dtype=torch.long))]), "inconsistent shapes"),
     (lambda: fit_thermometer([(torch.zeros(4, 2), torch.full((4, 3), float("nan")), torch.zeros(4, dtype=torch.long))]), "non-finite"),
     (lambda: fit_thermometer([object()]), "is not a task"),
+    # logits or labels that used to train silently (NaN: infinite validation NLL, untrained model returned)
+    # or fail deep inside cross_entropy (IndexError) are named
+    (lambda: fit_thermometer([_with(logits=_nan_at(0, 1))]), "entry 0 .*logits contain NaN"),
+    (lambda: fit_thermometer([toy_tasks(1)[0], _with(logits=_nan_at(5, 2))]), "entry 1 .*logits contain NaN"),
+    (lambda: fit_thermometer([_with(logits=_set(_z(), 2, 0, float("inf")))]), "NaN or \\+inf"),
+    (lambda: fit_thermometer([_with(labels=_y() + 3)]), r"labels out of range \[0, 3\)"),
+    (lambda: fit_thermometer([_with(labels=_y() - 1)]), r"labels out of range"),
+    (lambda: fit_thermometer([_with(labels=_y().float())]), "labels must be integers"),
+    (lambda: fit_thermometer([_with(logits=_z().long())]), "logits must be floating point"),
+    (lambda: fit_thermometer([_with(logits=_absent_label())]), r"absent \(-inf\) option"),
     (lambda: fit_thermometer(toy_tasks(2), val_fraction=1.5), "val_fraction"),
     (lambda: predict_temperature(Thermometer(4, 2), torch.zeros(0, 4)), "no prompts"),
     (lambda: predict_temperature(Thermometer(4, 2), torch.zeros(3, 5)), "expected shape"),

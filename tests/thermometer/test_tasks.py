@@ -198,7 +198,7 @@ def test_bad_task_arguments():
 @pytest.mark.slow
 @pytest.mark.skipif(llm_missing() is not None, reason=f"LLM not installed: {llm_missing()}")
 def test_live_model_reproduces_shipped_scores_and_list_equals_single():
-    "Re-score three shipped items with the live model; scoring a list equals scoring one prompt at a time."
+    "Re-score shipped items with the live model; a left-padded batch of prompts of different lengths equals one at a time."
     from papercode.core.models.llm import load_llm, score_choices
     llm = load_llm()
     t = make_task("plural", 96)
@@ -207,6 +207,13 @@ def test_live_model_reproduces_shipped_scores_and_list_equals_single():
     torch.testing.assert_close(batch.logits, shipped.logits[:3], rtol=1e-4, atol=1e-4)
     feats16 = batch.features.to(torch.float16).float()  # the cache stores float16 features
     torch.testing.assert_close(project_features(feats16), shipped.features[:3], rtol=1e-2, atol=2e-2)
-    for i in range(3):
-        single = score_choices(llm, t.prompts[i:i + 1], t.options[i:i + 1], progress=False)
-        torch.testing.assert_close(single.logits[0], batch.logits[i], rtol=1e-5, atol=1e-5)
+    # prompts of three families in one batch: different lengths (so left padding happens) and option counts
+    prompts, options = [], []
+    for fam in ("plural", "add_2digit", "largest_of_3"):
+        tf = make_task(fam, 96); prompts += tf.prompts[:2]; options += tf.options[:2]
+    assert len({len(llm.tokenizer(p).input_ids) for p in prompts}) > 1
+    mixed = score_choices(llm, prompts, options, progress=False)
+    for i in range(len(prompts)):
+        single = score_choices(llm, prompts[i:i + 1], options[i:i + 1], batch_size=1, progress=False)
+        k = len(options[i])
+        torch.testing.assert_close(single.logits[0, :k], mixed.logits[i, :k], rtol=1e-5, atol=1e-5)

@@ -101,43 +101,70 @@ def score_choices(llm: LLM,  # from `load_llm`
                   prompts: Sequence[str],  # N prompts
                   options: Sequence[Sequence[str]],  # N lists of options (at least 2 each)
                   *, normalize: str = "sum",  # "sum": eq. (1); "mean": divided by the option's length in tokens
+                  batch_size: int = 16,  # prompts per forward pass (left-padded); 1 scores one prompt at a time
                   progress: bool = True,  # show a progress bar
                   ) -> ChoiceScores:
     "Option log-likelihoods (eq. 1) and last-prompt-token features of multiple-choice prompts."
     _check_choices(prompts, options)
     if normalize not in ("sum", "mean"): raise ValueError(f"normalize: expected 'sum' or 'mean', got {normalize!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     from tqdm.auto import tqdm
-    tok, model = llm.tokenizer, llm.model
+    tok = llm.tokenizer
     N, C = len(prompts), max(len(o) for o in options)
     logits = torch.full((N, C), float("-inf"))
     feats = torch.empty(N, llm.feature_dim)
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    for n in tqdm(range(N), desc="scoring", disable=not progress, leave=False):
-        p = tok(prompts[n], return_tensors="pt").input_ids.to(llm.device)
-        out = model(p, use_cache=True, output_hidden_states=True, logits_to_keep=1)
-        feats[n] = out.hidden_states[-1][0, -1].float().cpu()
-        first = torch.log_softmax(out.logits[0, -1].float(), -1)
-        oids = [tok(o, add_special_tokens=False).input_ids for o in options[n]]
-        L = max(len(o) for o in oids)
-        k = len(oids)
-        ids = torch.full((k, L), pad, dtype=torch.long)
-        mask = torch.zeros(k, p.shape[1] + L, dtype=torch.long); mask[:, :p.shape[1]] = 1
-        for i, o in enumerate(oids):
-            ids[i, :len(o)] = torch.tensor(o); mask[i, p.shape[1]:p.shape[1] + len(o)] = 1
-        s = first[[o[0] for o in oids]].cpu()
-        if L > 1:
-            name, cache = _cache_kw(out)
-            cache.batch_repeat_interleave(k)
-            rest = torch.log_softmax(model(ids.to(llm.device), attention_mask=mask.to(llm.device),
-                                           **{name: cache}).logits.float(), -1).cpu()
-            for i, o in enumerate(oids):
-                if len(o) > 1:
-                    s[i] += rest[i, torch.arange(len(o) - 1), torch.tensor(o[1:])].sum()
-        if normalize == "mean":
-            s = s / torch.tensor([len(o) for o in oids], dtype=s.dtype)
-        logits[n, :k] = s
+    starts = range(0, N, batch_size)
+    for a in tqdm(starts, desc="scoring", disable=not progress, leave=False):
+        b = min(a + batch_size, N)
+        s, f = _score_batch(llm, prompts[a:b], options[a:b], pad)
+        feats[a:b] = f
+        for n, row in enumerate(s):
+            if normalize == "mean":
+                row = row / torch.tensor([len(tok(o, add_special_tokens=False).input_ids) for o in options[a + n]],
+                                         dtype=row.dtype)
+            logits[a + n, :len(row)] = row
     return ChoiceScores(logits=logits, features=feats, n_options=torch.tensor([len(o) for o in options]),
                         model=llm.name, normalize=normalize)
+
+def _score_batch(llm, prompts, options, pad):
+    "Summed option log-likelihoods (a list of (k_n,) tensors) and (B, F) features of a few prompts, in two passes."
+    tok, model, dev = llm.tokenizer, llm.model, llm.device
+    pids = [tok(p).input_ids for p in prompts]
+    B, P = len(pids), max(len(p) for p in pids)
+    # pass 1: the prompts, left-padded so that every prompt's last token sits at position P - 1
+    ids = torch.full((B, P), pad, dtype=torch.long); pmask = torch.zeros(B, P, dtype=torch.long)
+    for i, p in enumerate(pids):
+        ids[i, P - len(p):] = torch.tensor(p); pmask[i, P - len(p):] = 1
+    pos = (pmask.cumsum(1) - 1).clamp_min(0)  # positions count real tokens only, as for an unpadded prompt
+    out = model(ids.to(dev), attention_mask=pmask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                output_hidden_states=True, logits_to_keep=1)
+    feats = out.hidden_states[-1][:, -1].float().cpu()
+    first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
+    oids = [[tok(o, add_special_tokens=False).input_ids for o in opts] for opts in options]
+    scores = [first[i, [o[0] for o in oo]].clone() for i, oo in enumerate(oids)]
+    L = max(len(o) for oo in oids for o in oo)
+    if L > 1:
+        # pass 2: every (prompt, option) pair continues its prompt's key-value cache; options right-padded
+        row = torch.tensor([i for i, oo in enumerate(oids) for _ in oo])
+        flat = [o for oo in oids for o in oo]
+        oid = torch.full((len(flat), L), pad, dtype=torch.long)
+        mask = torch.cat([pmask[row], torch.zeros(len(flat), L, dtype=torch.long)], 1)
+        for j, o in enumerate(flat):
+            oid[j, :len(o)] = torch.tensor(o); mask[j, P:P + len(o)] = 1
+        opos = pmask.sum(1)[row][:, None] + torch.arange(L)
+        name, cache = _cache_kw(out)
+        cache.reorder_cache(row.to(dev))
+        rest = torch.log_softmax(model(oid.to(dev), attention_mask=mask.to(dev), position_ids=opos.to(dev),
+                                       **{name: cache}).logits.float(), -1).cpu()
+        j = 0
+        for i, oo in enumerate(oids):
+            for c, o in enumerate(oo):
+                if len(o) > 1: scores[i][c] += rest[j, torch.arange(len(o) - 1), torch.tensor(o[1:])].sum()
+                j += 1
+    return scores, feats
+
 
 # %% ../../../nbs/00_core/models/20_llm.ipynb #f5e5a95d
 def cache_key(model: str, task: str, template: str, prompts: Sequence[str], options: Sequence[Sequence[str]],
