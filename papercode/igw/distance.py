@@ -33,8 +33,8 @@ def _inputs(X, Y, a, b):
     "Checked `(X, Y, a, b)` in X's dtype and device; masses must agree."
     X = _cloud(X, "X")
     Y = _cloud(Y, "Y", dtype=X.dtype, device=X.device).to(X)
-    a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
-    b = check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, like=X)
+    a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, total=1.0, like=X)
+    b = check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, total=1.0, like=X)
     check_masses(a[None], b[None])
     return X, Y, a, b
 
@@ -42,12 +42,12 @@ def second_moment(X: torch.Tensor,  # (n, d) points x_i
                   a: torch.Tensor | None = None,  # (n,) weights a_i (None: uniform 1/n)
                   ) -> torch.Tensor:  # (d, d)
     "Uncentred second moment Σ = Xᵀ diag(a) X = ∫ x xᵀ dμ."
-    X = _cloud(X, "X"); a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
+    X = _cloud(X, "X"); a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, total=1.0, like=X)
     return X.T @ (a[:, None] * X)
 
 def igw_cost(X: torch.Tensor,  # (n, d_x) source points
              Y: torch.Tensor,  # (m, d_y) target points
-             plan: torch.Tensor,  # (n, m) coupling π of a and b
+             plan: torch.Tensor,  # (n, m) coupling π of a and b (total mass 1)
              a: torch.Tensor | None = None,  # (n,) source weights (None: the row sums of `plan`)
              b: torch.Tensor | None = None,  # (m,) target weights (None: the column sums of `plan`)
              ) -> torch.Tensor:  # () the double sum of eq. (1) at π
@@ -57,8 +57,9 @@ def igw_cost(X: torch.Tensor,  # (n, d_x) source points
     P = check_tensor(plan, "plan", ndim=2, nonneg=True, dtype=X.dtype).to(X)
     if P.shape != (X.shape[0], Y.shape[0]):
         raise ValueError(f"plan: expected shape {(X.shape[0], Y.shape[0])}, got {tuple(P.shape)}")
-    a = P.sum(1) if a is None else check_weights(a, "a", X.shape[0], where=_ON_CLOUD, like=X)
-    b = P.sum(0) if b is None else check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, like=X)
+    check_weights(P.sum(1), "plan", X.shape[0], total=1.0)  # a coupling of probability measures: mass 1
+    a = P.sum(1) if a is None else check_weights(a, "a", X.shape[0], where=_ON_CLOUD, total=1.0, like=X)
+    b = P.sum(0) if b is None else check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, total=1.0, like=X)
     M = X.T @ P @ Y
     return (second_moment(X, a) ** 2).sum() + (second_moment(Y, b) ** 2).sum() - 2 * (M ** 2).sum()
 
@@ -66,15 +67,15 @@ def igw_cost(X: torch.Tensor,  # (n, d_x) source points
 @dataclass(frozen=True)
 class IGWResult:
     "Output of `igw`: the best coupling found over all restarts."
-    value: torch.Tensor  # () IGW² of the returned coupling, eq. (2) (for eps > 0: of the entropic plan)
+    value: torch.Tensor  # () the double sum (1) at the returned plan, by eq. (2) with the plan's own marginals (for eps > 0: of the entropic plan, equal to `igw_cost(X, Y, plan())`)
     M: torch.Tensor  # (d_x, d_y) cross second moment Xᵀ π Y of the returned coupling
-    objective: torch.Tensor  # () value + eps KL(π | a⊗b) (equal to value when exact)
+    objective: torch.Tensor  # () value + eps KL(π | a⊗b) of the returned plan (equal to value when exact)
     n_iter: int  # alternating iterations of the best restart
-    converged: bool  # the best restart reached a fixed point (and its last Sinkhorn solve converged)
+    converged: bool  # the best restart reached a fixed point (for eps > 0: and its last Sinkhorn solve converged; a SinkhornWarning names the steps that did not)
     eps: float | None  # entropic regularisation (None: exact)
     seed: int  # seed of the random restarts
     restart_values: torch.Tensor  # (R,) objective reached from each start (given init, a⊗b, sign flips, random); screened out after one full step: that step's value; on the coarse subsample: NaN
-    history: tuple  # objective after each iteration of the best restart (non-increasing)
+    history: tuple  # objective after each iteration of the best restart: exact, non-increasing; eps > 0, non-increasing up to Sinkhorn's tolerance while every Sinkhorn solve converges, and it may increase after one that did not (a SinkhornWarning says which)
     perm: torch.Tensor | None  # (n,) for a permutation coupling: π[i, perm[i]] = 1/n; else None
     X: torch.Tensor = field(repr=False)  # (n, d_x) the source cloud
     Y: torch.Tensor = field(repr=False)  # (m, d_y) the target cloud
@@ -98,7 +99,7 @@ class IGWResult:
         if self.perm is not None: return self.Y[self.perm]
         if self._plan is not None: return (self._plan @ self.Y) / self.a[:, None]
         sk, r = self._sk
-        _, PY = _entropic_moments(sk, self.X, self.Y, need_py=True)
+        _, PY, _, _ = _entropic_moments(sk, self.X, self.Y, need_py=True)
         return PY[r] / self.a[:, None]
 
 # %% ../../nbs/01_igw/10_distance.ipynb #65c8c58a
@@ -120,7 +121,7 @@ def _lp_assign(Xn: np.ndarray, Yn: np.ndarray, A: np.ndarray, warm=None):
     return r.perm, r
 
 def _entropic_moments(sk, X, Y, need_py: bool = False):
-    "M_r = Xᵀ π_r Y for each problem r of a batched Sinkhorn result (and π_r Y if asked), block by block."
+    "M_r = Xᵀ π_r Y and the marginals π_r 1, π_rᵀ 1 of each problem r of a batched Sinkhorn result (and π_r Y if asked), block by block."
     f, g = sk.f, sk.g
     f, g, la, lb = (t if t.ndim == 2 else t[None] for t in (f, g, sk.log_a, sk.log_b))
     B, n = f.shape
@@ -128,14 +129,16 @@ def _entropic_moments(sk, X, Y, need_py: bool = False):
     fa, gb = f + eps * la, g + eps * lb
     M = X.new_zeros(B, X.shape[1], Y.shape[1])
     PY = X.new_zeros(B, n, Y.shape[1]) if need_py else None
+    row, col = X.new_zeros(B, n), X.new_zeros(B, Y.shape[0])
     rows = cost.rows_per_block(B)
     for i0 in range(0, n, rows):
         i1 = min(n, i0 + rows)
         P = (fa[:, i0:i1, None] + gb[:, None, :]).sub_(cost.block(i0, i1)).div_(eps).exp_()  # (B, nb, m)
         PYb = P @ Y  # (B, nb, d_y)
         M += X[i0:i1].T @ PYb
+        row[:, i0:i1] = P.sum(-1); col += P.sum(1)
         if need_py: PY[:, i0:i1] = PYb
-    return M, PY
+    return M, PY, row, col
 
 # %% ../../nbs/01_igw/10_distance.ipynb #5ef9b835
 def product_start(X: torch.Tensor,  # (n, d_x) checked source points
@@ -203,7 +206,7 @@ def igw(X: torch.Tensor,  # (n, d_x) source points x_i
         init=None,  # a warm start: an `IGWResult` or a (d_x, d_y) cross moment A_0
         seed: int = 0,  # seed of the random restarts
         max_iter: int = 100,  # alternating iterations per restart
-        tol: float = 1e-9,  # stop when the objective gains less than tol·(‖Σ_μ‖²+‖Σ_ν‖²)
+        tol: float = 1e-9,  # stop when the objective gains less than tol·(‖Σ_μ‖²+‖Σ_ν‖²) (eps > 0: read with the target marginals)
         inner_tol: float = 1e-7,  # Sinkhorn's marginal tolerance (eps > 0)
         inner_max_iter: int = 2000,  # Sinkhorn's iteration budget per linear step (eps > 0)
         swap_max_n: int = 100,  # exact permutation couplings with n <= this: also try improving pairwise swaps
@@ -344,29 +347,48 @@ def _igw_exact(X, Y, a, b, A0, const, atol, max_iter, seed, swap_max_n, screen, 
                      X=X, Y=Y, a=a, b=b, _plan=None if P is None else t(P))
 
 # %% ../../nbs/01_igw/10_distance.ipynb #f0e254f5
+def _sinkhorn_failures(fails, n_iter, eps, inner_tol, inner_max_iter):
+    "A SinkhornWarning naming the alternating steps whose entropic linear step did not converge."
+    steps = ", ".join(str(k) for k, _ in fails[:8]) + (", ..." if len(fails) > 8 else "")
+    worst = max(e for _, e in fails)
+    last = "including" if fails[-1][0] == n_iter else "not including"
+    warnings.warn(f"igw: Sinkhorn did not converge in the entropic linear step of alternating step(s) {steps} "
+                  f"({len(fails)} of {n_iter}, {last} the last; eps={eps:g}, inner_max_iter={inner_max_iter}): "
+                  f"marginal error up to {worst:.3g} > inner_tol {inner_tol:g}. Those plans miss the target marginal, "
+                  "so `history` may increase there and the result is approximate (increase inner_max_iter or eps)",
+                  SinkhornWarning, stacklevel=3)
+
 def _igw_entropic(X, Y, a, b, A0, const, atol, max_iter, seed, eps, inner_tol, inner_max_iter):
     R = A0.shape[0]
     A, prev = A0, None
     obj_prev = torch.full((R,), math.inf, dtype=X.dtype, device=X.device)
-    hist, done, n_iter, inner_ok = [], torch.zeros(R, dtype=torch.bool), 0, True
+    hist, done, n_iter, inner_ok, fails = [], torch.zeros(R, dtype=torch.bool), 0, True, []
     for it in range(1, max_iter + 1):
         n_iter = it
         cost = FactoredCost(-4.0 * (X @ A), Y)  # (R, n, d_y) left factors, shared right factor
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always", SinkhornWarning)
+        with warnings.catch_warnings():  # reported once, per alternating step, below
+            warnings.simplefilter("ignore", SinkhornWarning)
             sk = sinkhorn(a.expand(R, -1), b.expand(R, -1), cost, eps, tol=inner_tol,
                           max_iter=inner_max_iter, init=prev)
         inner_ok = sk.converged
-        M, _ = _entropic_moments(sk, X, Y)
-        kl_eps = sk.objective - sk.value  # eps KL(π | a⊗b)
-        obj = const - 2 * (M ** 2).sum((1, 2)) + kl_eps
+        if not inner_ok: fails.append((it, float(sk.err.max())))
+        M, _, row, col = _entropic_moments(sk, X, Y)
+        # the plans' own marginals: row = a (Sinkhorn ends on a row update), col = b only if it converged
+        Sx = torch.einsum("rn,ni,nj->rij", row, X, X); Sy = torch.einsum("rm,mi,mj->rij", col, Y, Y)
+        value = (Sx ** 2).sum((1, 2)) + (Sy ** 2).sum((1, 2)) - 2 * (M ** 2).sum((1, 2))  # eq. (2) at each plan
+        f, g = sk.f, sk.g
+        kl_eps = (row * f).sum(-1) + (col * g).sum(-1) - sk.value  # eps KL(π | a⊗b) = Σ π (f + g - C)
+        obj = value + kl_eps
         hist.append(obj.detach().cpu())
-        done = (obj_prev - obj).abs().cpu() <= atol
-        A, prev, obj_prev = M, sk, obj
+        # the stopping rule reads the same expression with the target marginals a, b in place of the plan's own:
+        # smooth in the iteration, where obj also moves with Sinkhorn's marginal error (up to inner_tol)
+        obj_ab = const - 2 * (M ** 2).sum((1, 2)) + sk.objective - sk.value
+        done = (obj_prev - obj_ab).abs().cpu() <= atol
+        A, prev, obj_prev = M, sk, obj_ab
         if bool(done.all()): break
+    if fails: _sinkhorn_failures(fails, n_iter, eps, inner_tol, inner_max_iter)
     r = int(torch.argmin(obj))
-    value = const - 2 * (M[r] ** 2).sum()
-    return IGWResult(value=value, M=M[r], objective=obj[r], n_iter=n_iter, converged=bool(done[r]) and inner_ok,
+    return IGWResult(value=value[r], M=M[r], objective=obj[r], n_iter=n_iter, converged=bool(done[r]) and inner_ok,
                      eps=eps, seed=seed, restart_values=obj.detach(), history=tuple(float(h[r]) for h in hist),
                      perm=None, X=X, Y=Y, a=a, b=b, _sk=(sk, r))
 

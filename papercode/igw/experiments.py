@@ -201,7 +201,7 @@ def linear_target_flow(ctx: RunContext) -> Outcome:
 def _snapshots_figure(rows, color, figsize, background=None):
     "Figures R4 and R5: a grid of clouds, one row per path; `rows` maps a path's name to its [(t, (n, 2) cloud)]."
     with figure(len(rows), len(next(iter(rows.values()))), figsize=figsize, sharex=True, sharey=True) as (fig, axs):
-        for axs_row, (nm, frames) in zip(axs, rows.items()):
+        for axs_row, (nm, frames) in zip(np.asarray(axs).reshape(len(rows), -1), rows.items()):
             for ax, (t, P) in zip(axs_row, frames):
                 if background is not None: ax.scatter(background[:, 0], background[:, 1], s=3, c="lightgrey")
                 ax.scatter(P[:, 0], P[:, 1], s=5, c=color, cmap="viridis"); ax.set_aspect("equal")
@@ -212,65 +212,109 @@ def _spread(f, k):
     "Indices of k snapshots of a flow, evenly spread from the first to the last."
     return np.linspace(0, len(f.snapshots) - 1, k).astype(int)
 
+_FLOWS = {  # (geometry, functional) -> (step, number of steps, method); MMD² flows: Euler, ½IGW² flows: Heun
+    ("IGW", "½IGW²"): (0.05, 100, "heun"), ("W2", "½IGW²"): (0.02, 150, "heun"),
+    ("IGW", "MMD²"): (0.05, 300, "euler"), ("W2", "MMD²"): (0.2, None, "euler")}
+
+def _gauss_target(g, n):
+    "A non-linear target for the letter F: n centred points of an anisotropic Gaussian (no linear map reaches it)."
+    Y = torch.randn(n, 2, generator=g, dtype=torch.float64) @ torch.tensor([[1.3, 0.5], [0.0, 0.6]], dtype=torch.float64)
+    return Y - Y.mean(0)
+
 @experiment("igw", "global_flow",
-            claim="Flowing a shape to a rotated, stretched copy: the IGW flow of 1/2 IGW^2 morphs it as a whole "
-                  "(tearing 0, zero angular momentum, IGW to target -> 0); the W2 flow of MMD^2 tears it",
+            claim="Flowing a shape, 2x2 (geometry IGW/W2 x functional 1/2 IGW^2 / MMD^2) on two targets (a rotated, "
+                  "stretched copy and a Gaussian): tearing follows the functional and the target, not the geometry; "
+                  "the geometry decides rotation: IGW velocities never rotate, W2 ones rotate unless the functional "
+                  "is rotation-invariant",
             paper="abstract: the mobility 'encodes not only local information, but also global structure' "
                   "(qualitative)",
-            tol="IGW: tearing < 1e-6, |L| < 1e-10, final IGW^2 < 1% of initial; W2: tearing > 0.1, |L| > 1e-2")
+            tol="linear target, 1/2 IGW^2: tearing < 1e-6 and final IGW^2 < 1% of initial in both geometries; "
+                "MMD^2 (linear target) and 1/2 IGW^2 (Gaussian target): tearing > 0.1 in both geometries; "
+                "|L| < 1e-10 for every IGW flow and for W2 of 1/2 IGW^2, > 1e-2 for W2 of MMD^2")
 @one_thread
 def global_flow(ctx: RunContext) -> Outcome:
     cfg = Config.of(ctx)
     X, col = shape_cloud(cfg.flow_n, seed=ctx.seed)
-    Y = linear_image(X, 2.2)
-    fw = w2_flow(X, MMD(Y, sigma=0.7), step=0.2, n_steps=cfg.w2_steps, record_every=cfg.w2_steps // 20)
-    fi = igw_flow(X, IGWToTarget(Y), step=0.05, n_steps=100, record_every=5, method="heun")
-    measures = lambda f: dict(tearing=tearing(X, f.X), max_L=f.angular_momentum.max().item(),
-                              igw2=float(igw(f.X, Y).value))
-    d = dict(w2=measures(fw), igw=measures(fi), initial_igw2=float(igw(X, Y).value))
-    ok = (d["igw"]["tearing"] < 1e-6 and d["igw"]["max_L"] < 1e-10 and d["igw"]["igw2"] < 0.01 * d["initial_igw2"]
-          and d["w2"]["tearing"] > 0.1 and d["w2"]["max_L"] > 1e-2)
-    paths = {"W2 · MMD²": fw, "IGW · ½IGW²": fi}
-    fig = _snapshots_figure({nm: [(f.times[k].item(), f.snapshots[k]) for k in _spread(f, 4)]
-                             for nm, f in paths.items()}, col, (9, 4.6), background=Y)
-    m = min(len(fw.snapshots), len(fi.snapshots))
-    inter = snapshot_figure({nm: f.snapshots[_spread(f, m)] for nm, f in paths.items()}, Y, col,
+    targets = {"linear": linear_image(X, 2.2), "gaussian": _gauss_target(ctx.generator(1), cfg.flow_n)}
+    flows, cells = {}, {}
+    for tn, Y in targets.items():
+        for (geo, fn), (h, N, meth) in _FLOWS.items():
+            N = N or cfg.w2_steps
+            F = IGWToTarget(Y) if fn == "½IGW²" else MMD(Y, sigma=0.7)
+            f = (igw_flow if geo == "IGW" else w2_flow)(X, F, step=h, n_steps=N, record_every=max(1, N // 20),
+                                                        method=meth)
+            flows[tn, geo, fn] = f
+            cells[f"{tn} | {geo} | {fn}"] = dict(tearing=tearing(X, f.X), max_L=f.angular_momentum.max().item(),
+                                                 F_final_over_initial=(f.values[-1] / f.values[0]).item(),
+                                                 igw2_final_over_initial=float(igw(f.X, Y).value / igw(X, Y).value),
+                                                 t=f.times[-1].item(), stopped=f.stopped)
+    c = lambda tn, geo, fn: cells[f"{tn} | {geo} | {fn}"]
+    G = ("IGW", "W2")
+    ok = (all(c("linear", g, "½IGW²")["tearing"] < 1e-6 and c("linear", g, "½IGW²")["igw2_final_over_initial"] < 1e-2
+              for g in G)
+          and all(c("linear", g, "MMD²")["tearing"] > 0.1 and c("gaussian", g, "½IGW²")["tearing"] > 0.1 for g in G)
+          and all(c(tn, "IGW", fn)["max_L"] < 1e-10 and c(tn, "W2", "½IGW²")["max_L"] < 1e-10
+                  and c(tn, "W2", "MMD²")["max_L"] > 1e-2 for tn in targets for fn in ("½IGW²", "MMD²"))
+          and all(v["stopped"] is None for v in cells.values()))
+    lin = {f"{geo} · {fn}": flows["linear", geo, fn] for geo, fn in _FLOWS}
+    fig = _snapshots_figure({nm: [(f.times[k].item(), f.snapshots[k]) for k in _spread(f, 4)] for nm, f in lin.items()},
+                            col, (9, 9), background=targets["linear"])
+    fig_g = _snapshots_figure({f"{geo} · {fn} → Gaussian": [(flows["gaussian", geo, fn].times[-1].item(),
+                                                               flows["gaussian", geo, fn].X)] for geo, fn in _FLOWS},
+                              col, (3, 9), background=targets["gaussian"])
+    m = min(len(f.snapshots) for f in lin.values())
+    inter = snapshot_figure({nm: f.snapshots[_spread(f, m)] for nm, f in lin.items()}, targets["linear"], col,
                             [f"{100 * k // (m - 1)}%" for k in range(m)], "Flow to a rotated, stretched F", "progress ")
-    return Outcome(ours=f"IGW: tearing {d['igw']['tearing']:.1e}, |L| {d['igw']['max_L']:.0e}, "
-                        f"IGW² {d['igw']['igw2']:.1e}; W2: tearing {d['w2']['tearing']:.2f}, "
-                        f"|L| {d['w2']['max_L']:.2f}, IGW² {d['w2']['igw2']:.2f}",
-                   passed=ok, value=d["w2"]["tearing"], details=d, figures={"R4": fig, "R4_interactive": inter})
+    fmt = lambda tn: ", ".join(f"{geo}·{fn} {c(tn, geo, fn)['tearing']:.2g}" for geo, fn in _FLOWS)
+    Ls = lambda pred: max(v["max_L"] for k, v in cells.items() if pred(k))
+    return Outcome(ours=f"tearing, linear target: {fmt('linear')}; Gaussian target: {fmt('gaussian')}. "
+                        f"max |L|: IGW flows {Ls(lambda k: '| IGW |' in k):.0e}, W2·½IGW² "
+                        f"{Ls(lambda k: '| W2 | ½' in k):.0e}, W2·MMD² "
+                        f"{min(c(tn, 'W2', 'MMD²')['max_L'] for tn in targets):.2f} or more",
+                   passed=ok, value=c("linear", "W2", "½IGW²")["tearing"], details=cells,
+                   figures={"R4": fig, "R4_gaussian": fig_g, "R4_interactive": inter})
 
 @experiment("igw", "global_interpolation",
-            claim="Interpolating a shape to a rotated, stretched copy: the IGW (Gram) path keeps the Gram line exactly "
-                  "with zero angular momentum; McCann's W2 path does not",
+            claim="Interpolating a shape to a rotated, stretched copy, like with like: towards the same rotation-aligned "
+                  "endpoint the IGW (Gram) path stays on the Gram line and McCann's straight lines leave it; neither "
+                  "rotates. McCann's path to the rotated copy itself (which IGW cannot tell from the aligned one) is "
+                  "reported, not judged",
             paper="abstract: numerical experiments 'demonstrating the global nature of IGW interpolations' "
                   "(qualitative)",
-            tol="IGW: Gram error < 1e-8, |L| < 1e-8; McCann: Gram error > 0.1, |L| > 1e-2")
+            tol="same endpoint: IGW Gram error < 1e-8 and |L| < 1e-8; McCann Gram error > 1e-3")
 @one_thread
 def global_interpolation(ctx: RunContext) -> Outcome:
     X, col = shape_cloud(Config.of(ctx).interp_n, seed=ctx.seed)
     Y = linear_image(X, 2.2)
     ts = torch.linspace(0, 1, 11, dtype=torch.float64)
-    pm, pg = (igw_interpolate(X, Y, ts, method=m) for m in ("mccann", "gram"))
+    pg = igw_interpolate(X, Y, ts, method="gram")
+    Ya = pg.clouds[-1]  # the IGW path's endpoint: the target matched and rotated onto the source (same Gram matrix)
+    pa = igw_interpolate(X, Ya, ts, method="mccann")  # McCann to that same endpoint
+    pm = igw_interpolate(X, Y, ts, method="mccann")  # McCann to the rotated copy itself
     measures = lambda p: dict(gram_error=p.gram_error.max().item(), max_L=p.angular_momentum.max().item(),
                               action=p.action)
-    d = dict(mccann=measures(pm), igw=measures(pg), igw2=pg.igw2)
-    ok = (d["igw"]["gram_error"] < 1e-8 and d["igw"]["max_L"] < 1e-8
-          and d["mccann"]["gram_error"] > 0.1 and d["mccann"]["max_L"] > 1e-2)
+    d = dict(igw=measures(pg), mccann_aligned=measures(pa), mccann_rotated=measures(pm), igw2=pg.igw2,
+             endpoint_gram_gap=float((Ya @ Ya.T - Y[pg.perm] @ Y[pg.perm].T).abs().max()),
+             endpoint_gap=float((pa.clouds[-1] - pg.clouds[-1]).abs().max()))  # like with like: 0
+    ok = d["igw"]["gram_error"] < 1e-8 and d["igw"]["max_L"] < 1e-8 and d["mccann_aligned"]["gram_error"] > 1e-3
     fig = _snapshots_figure({nm: [(ts[k].item(), p.clouds[k]) for k in (0, 3, 5, 7, 10)]
-                             for nm, p in (("McCann", pm), ("IGW", pg))}, col, (10, 4.4))
-    inter = snapshot_figure({"McCann (W2)": pm.clouds, "IGW (Gram line)": pg.clouds}, pm.clouds[-1], col,
+                             for nm, p in (("McCann, rotated", pm), ("McCann, aligned", pa), ("IGW", pg))},
+                            col, (10, 6.4))
+    inter = snapshot_figure({"IGW (Gram line)": pg.clouds, "McCann to the aligned target": pa.clouds,
+                             "McCann to the rotated target": pm.clouds}, pm.clouds[-1], col,
                             [f"{t:.1f}" for t in ts.tolist()], "Interpolation to a rotated, stretched F", "t = ")
-    return Outcome(ours=f"IGW: Gram error {d['igw']['gram_error']:.0e}, |L| {d['igw']['max_L']:.0e}; "
-                        f"McCann: Gram error {d['mccann']['gram_error']:.2f}, |L| {d['mccann']['max_L']:.2f}",
-                   passed=ok, value=d["mccann"]["gram_error"], details=d, figures={"R5": fig, "R5_interactive": inter})
+    return Outcome(ours=f"same endpoint: Gram error IGW {d['igw']['gram_error']:.0e} vs McCann "
+                        f"{d['mccann_aligned']['gram_error']:.3f}, |L| {d['igw']['max_L']:.0e} vs "
+                        f"{d['mccann_aligned']['max_L']:.0e}; reported, not judged: McCann to the rotated copy "
+                        f"Gram error {d['mccann_rotated']['gram_error']:.2f}, |L| {d['mccann_rotated']['max_L']:.2f}",
+                   passed=ok, value=d["mccann_aligned"]["gram_error"], details=d,
+                   figures={"R5": fig, "R5_interactive": inter})
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #e5e3dd2a
 @experiment("igw", "action_igw2",
             claim="Along the Gram line of a linear image the action int g(v,v) dt equals IGW^2: the left-point "
-                  "Riemann sum converges at first order, the midpoint sum is exact, "
-                  "and least action in R^d is >= IGW^2",
+                  "Riemann sum converges at first order and the midpoint sum is exact (the least-action ratio for an "
+                  "unrelated pair is reported, not judged: it is >= 1 by construction)",
             paper="abstract: a Benamou-Brenier-like formula for IGW (exact form not read; ours derived)",
             tol="left-point error <= 1e-2 at the finest grid and order in [0.8, 1.2]; midpoint |error| <= 1e-10")
 @one_thread
@@ -290,9 +334,10 @@ def action_igw2(ctx: RunContext) -> Outcome:
     Y2 = torch.randn(X.shape[0], 2, generator=g, dtype=torch.float64) * torch.tensor([1.2, 0.5], dtype=torch.float64)
     pa = igw_interpolate(X, Y2, method="action")
     ratio = pa.action / pa.igw2
-    ok = abs(left[-1]) <= 1e-2 and 0.8 <= order <= 1.2 and max(map(abs, mid)) <= 1e-10 and ratio >= 1 - 1e-9
+    ok = abs(left[-1]) <= 1e-2 and 0.8 <= order <= 1.2 and max(map(abs, mid)) <= 1e-10  # the ratio is not judged
     return Outcome(ours=f"left-point error {left[-1]:+.1e} at K={Ks[-1]} (order {order:.2f}); "
-                        f"midpoint {max(map(abs, mid)):.0e}; least action / IGW² = {ratio:.3f} for an unrelated pair",
+                        f"midpoint {max(map(abs, mid)):.0e}; reported, not judged: least action / IGW² = {ratio:.3f} "
+                        "for an unrelated pair",
                    passed=ok, value=left[-1],
                    details=dict(K=list(Ks), left=left, midpoint=mid, least_action_ratio=ratio))
 
@@ -302,18 +347,31 @@ def _pot_gw2(X, Y):
     p, q = np.full(X.shape[0], 1 / X.shape[0]), np.full(Y.shape[0], 1 / Y.shape[0])
     return ot.gromov.gromov_wasserstein2(X @ X.T, Y @ Y.T, p, q, "square_loss")
 
+def _exact_instance(seed: int, k: int):
+    "The k-th small instance of `solver_exact`: (X, Y) as NumPy arrays, from the stream [seed, 7001, k] (no test draws from it)."
+    rng = np.random.default_rng([seed, 7001, k])  # a SeedSequence of three words: never the stream of an integer seed
+    n, d = 5 + k % 3, 2 + k % 2
+    return rng.standard_normal((n, d)), rng.standard_normal((n, d)) * rng.uniform(0.5, 2, d)
+
+def _interval(x, level: float = 0.95):
+    "Mean of x and its Student-t confidence interval over the seeds, (mean, lo, hi)."
+    from scipy import stats
+    x = np.asarray(x, dtype=float); m = float(x.mean())
+    h = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.inf
+    return m, m - h, m + h
+
 @experiment("igw", "solver_exact",
             claim="igw reaches the global optimum found by enumerating all n! permutations (n <= 7)",
-            paper="brute force over all permutations (POT's gromov_wasserstein, a local solver, is >= it)",
+            paper="brute force over all permutations (POT's gromov_wasserstein, a local solver, is >= it); "
+                  "instances from a seed stream no test uses",
             tol="all instances within 1e-10 of the enumerated optimum")
 @one_thread
 def solver_exact(ctx: RunContext) -> Outcome:
     R = Config.of(ctx).exact_instances
     miss, pot_above = 0, 0
     for k in range(R):
-        rng = np.random.default_rng(ctx.seed * 1000 + k)
-        n, d = 5 + k % 3, 2 + k % 2
-        X, Y = rng.standard_normal((n, d)), rng.standard_normal((n, d)) * rng.uniform(0.5, 2, d)
+        X, Y = _exact_instance(ctx.seed, k)
+        n = X.shape[0]
         Cx, Cy = X @ X.T, Y @ Y.T
         best = min(((Cx - Cy[np.ix_(p, p)]) ** 2).sum() / n ** 2 for p in map(list, itertools.permutations(range(n))))
         miss += igw(torch.tensor(X), torch.tensor(Y)).value.item() > best + 1e-10
@@ -323,28 +381,31 @@ def solver_exact(ctx: RunContext) -> Outcome:
                    details=dict(instances=R, misses=int(miss), pot_above=int(pot_above)))
 
 @experiment("igw", "solver_vs_pot",
-            claim="igw's objective is never worse than POT's gromov_wasserstein2 on average "
-                  "(same Gram matrices, 20 seeds)",
+            claim="igw's objective is never worse than POT's gromov_wasserstein2 on any instance "
+                  "(same Gram matrices, 20 seeds per size); the mean difference is given with its 95% interval",
             paper="reference: POT 0.9.7 ot.gromov.gromov_wasserstein2, C1 = X X^T, C2 = Y Y^T, square loss",
-            tol="mean(ours - POT) <= 0 for every size")
+            tol="per instance: ours - POT <= 1e-9 (1 + |POT|) on every one of the 20 seeds, for every size")
 @one_thread
 def solver_vs_pot(ctx: RunContext) -> Outcome:
     rows, ok = {}, True
     for n, d in ctx.progress(Config.of(ctx).pot_sizes, desc="sizes"):
-        diffs = []
+        diffs, tols = [], []
         for s in range(20):
             g = torch.Generator().manual_seed(ctx.seed * 100 + s)
             sx, sy = torch.linspace(2, 0.8, d, dtype=torch.float64), torch.linspace(1.5, 0.7, d, dtype=torch.float64)
             X = torch.randn(n, d, generator=g, dtype=torch.float64) * sx
             Y = torch.randn(n, d, generator=g, dtype=torch.float64) * sy + 0.1
-            diffs.append(igw(X, Y).value.item() - _pot_gw2(X.numpy(), Y.numpy()))
-        diffs = np.array(diffs)
-        rows[f"n={n},d={d}"] = dict(mean=float(diffs.mean()), ours_better=int((diffs < -1e-9).sum()),
-                                    ours_worse=int((diffs > 1e-9).sum()))
-        ok = ok and diffs.mean() <= 0
-    worst = max(r["mean"] for r in rows.values())
-    ours = "; ".join(f"{k}: mean {v['mean']:+.2e} (better {v['ours_better']}, worse {v['ours_worse']} of 20)"
-                     for k, v in rows.items())
+            pot = _pot_gw2(X.numpy(), Y.numpy())
+            diffs.append(igw(X, Y).value.item() - pot); tols.append(1e-9 * (1 + abs(pot)))
+        diffs, tols = np.array(diffs), np.array(tols)
+        m, lo, hi = _interval(diffs)
+        rows[f"n={n},d={d}"] = dict(mean=m, ci95=(lo, hi), ours_better=int((diffs < -tols).sum()),
+                                    ties=int((np.abs(diffs) <= tols).sum()), ours_worse=int((diffs > tols).sum()),
+                                    worst=float(diffs.max()), diffs=diffs.tolist())
+        ok = ok and not bool((diffs > tols).any())
+    worst = max(r["worst"] for r in rows.values())
+    ours = "; ".join(f"{k}: better {v['ours_better']}, tie {v['ties']}, worse {v['ours_worse']} of 20, mean "
+                     f"{v['mean']:+.2e} [{v['ci95'][0]:+.2e}, {v['ci95'][1]:+.2e}]" for k, v in rows.items())
     return Outcome(ours=ours, passed=ok, value=worst, details=rows)
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #ad8a8377

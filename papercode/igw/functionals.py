@@ -38,7 +38,7 @@ class Functional:
 
     def __call__(self, X, a=None):
         X = check_tensor(X, "X", ndim=2)
-        a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
+        a = check_weights(a, "a", X.shape[0], where="X has {n} points", total=1.0, like=X)
         return self.value(X, a)
 
     def __repr__(self): return self.name
@@ -88,7 +88,7 @@ class SecondMomentMatching(Functional):
 def _target(Y, b, name="Y"):
     Y = check_tensor(Y, name, ndim=2)
     if not Y.is_floating_point(): Y = Y.to(torch.float64)
-    return Y, check_weights(b, "b", Y.shape[0], where=name + " has {n} points", like=Y)
+    return Y, check_weights(b, "b", Y.shape[0], where=name + " has {n} points", total=1.0, like=Y)
 
 class MMD(Functional):
     "F(ρ) = MMD²_k(ρ, ν) with a Gaussian kernel of bandwidth σ."

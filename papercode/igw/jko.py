@@ -91,7 +91,7 @@ def igw_jko_step(X: torch.Tensor,  # (n, d) current particles x_i (ρ_k)
     if n * d > 600:
         raise ValueError(f"X: n·d = {n * d} is too large for the dense Newton solver (at most 600); "
                          "use igw_flow for large clouds")
-    a = check_weights(a, "a", n, where="X has {n} points", like=X)
+    a = check_weights(a, "a", n, where="X has {n} points", total=1.0, like=X)
     G0 = X @ X.T
     W = a[:, None] * a[None, :]
 

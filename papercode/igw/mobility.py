@@ -94,7 +94,7 @@ def mobility(X: torch.Tensor,  # (n, d) particle positions x_i
     "The mobility operator L_ρ at the empirical measure ρ = Σ_i a_i δ_{x_i} (eq. 8)."
     X = check_tensor(X, "X", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
-    a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
+    a = check_weights(a, "a", X.shape[0], where="X has {n} points", total=1.0, like=X)
     if not a.sum() > 0:
         raise ValueError("a: weights sum to 0")
     S = X.T @ (a[:, None] * X)
@@ -117,6 +117,6 @@ def angular_momentum(X: torch.Tensor,  # (n, d) positions
                      ) -> torch.Tensor:  # ()
     "‖∫ (v xᵀ − x vᵀ) dρ‖_F: zero for every IGW velocity (and for the W2-aligned JKO step)."
     X = check_tensor(X, "X", ndim=2); V = check_tensor(V, "V", ndim=2).to(X)
-    a = check_weights(a, "a", X.shape[0], where="X has {n} points", like=X)
+    a = check_weights(a, "a", X.shape[0], where="X has {n} points", total=1.0, like=X)
     K = V.T @ (a[:, None] * X)
     return torch.linalg.matrix_norm(K - K.T)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from papercode.core.ot import SinkhornWarning
 from papercode.core.testing import assert_close
 from papercode.igw.distance import igw, igw_cost, igw_lower_bound, linear_image_igw, second_moment
 
@@ -274,3 +275,34 @@ def test_entropic_monotone_and_limit():
     assert_close(P.sum(1), torch.full((40,), 1 / 40, dtype=torch.float64), rtol=1e-5)
     assert_close(X.T @ P @ Y, r.M, rtol=1e-8, atol=1e-12)
     assert_close(r.barycentric(), (P @ Y) * 40, rtol=1e-8, atol=1e-12)
+
+
+# ---------------------------------------------------------------- entropic, Sinkhorn not converging
+@pytest.mark.parametrize("eps", [0.05, 1e-4])
+def test_entropic_nonconvergence_warns_and_value_is_the_plans(eps):
+    "A Sinkhorn step that stops at inner_max_iter is reported (naming the alternating step), never swallowed, and the"
+    " reported value is still the double sum (1) at the returned plan (before: no warning; at eps = 1e-4 a negative value)."
+    X, Y = _cloud(30, 2, 34), _cloud(30, 2, 35) + 0.2
+    with pytest.warns(SinkhornWarning, match=r"alternating step\(s\) 1, 2") as rec:
+        r = igw(X, Y, eps=eps, n_init=0, inner_max_iter=200, max_iter=10)
+    assert len([w for w in rec if issubclass(w.category, SinkhornWarning)]) == 1  # one warning per call
+    assert "including the last" in str(rec[0].message) and not r.converged
+    P = r.plan()
+    assert_close(r.value, igw_cost(X, Y, P), rtol=1e-8, msg="value = (1) at the returned plan")
+    assert r.value >= 0
+    kl = (P * (P.clamp_min(1e-300).log() - torch.log(torch.outer(r.a, r.b)))).sum()
+    assert_close(r.objective, r.value + eps * kl, rtol=1e-8, atol=1e-10, msg="objective = value + eps KL of the plan")
+
+
+def test_entropic_history_claim():
+    "`history` is documented as non-increasing (up to Sinkhorn's tolerance) while every Sinkhorn solve converges, and"
+    " as possibly increasing only after a solve that did not (then a warning says so): both halves, on one pair."
+    X, Y = _cloud(30, 2, 34), _cloud(30, 2, 35) + 0.2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SinkhornWarning)  # every solve converges here
+        r = igw(X, Y, eps=4.0, n_init=0)
+    h = np.array(r.history)
+    assert r.converged and (np.diff(h) <= 1e-6 * abs(h[0])).all()
+    with pytest.warns(SinkhornWarning, match="alternating step"):
+        r = igw(X, Y, eps=0.05, n_init=0, inner_max_iter=200, max_iter=10)
+    assert np.diff(np.array(r.history)).max() > 1e-3  # it does increase there: the docstring's caveat is needed

@@ -204,3 +204,59 @@ def test_mccann_is_w2_geodesic():
     w2 = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(X.numpy(), Y.numpy()))
     half = ot.emd2(np.full(40, 1 / 40), np.full(40, 1 / 40), ot.dist(X.numpy(), p.clouds[1].numpy()))
     assert_close(half, 0.25 * w2, rtol=1e-8)  # W2(μ, μ_½) = ½ W2(μ, ν)
+
+
+# ---------------------------------------------------------------- W2 flow guards, masses
+def test_w2_flow_on_a_line_through_the_origin():
+    "Σ singular is fine for W2 (before: LinAlgError from the IGW-only guard); Euler on α|x|²/2 gives Σ_k = (1-hα)^{2k} Σ_0."
+    t = torch.linspace(-1, 1, 20, dtype=torch.float64)
+    X = torch.stack([t, 2 * t], 1)
+    f = w2_flow(X, QuadraticPotential(1.0), step=0.1, n_steps=5)
+    assert f.stopped is None and f.n_steps == 5
+    assert_close(f.Sigma[-1], 0.9 ** 10 * second_moment(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="singular"):  # the IGW flow still refuses it, by name
+        igw_flow(X, QuadraticPotential(1.0), step=0.1, n_steps=5)
+
+
+def test_w2_flow_takes_a_stable_large_step():
+    "h = 0.6 shrinks Σ by 84 % per Euler step, stably (|1-hα| < 1): W2 takes it (before: refused as a 'singular limit')."
+    X, a = _cloud(30, 2, 5)
+    f = w2_flow(X, QuadraticPotential(1.0), step=0.6, n_steps=4)
+    assert f.stopped is None and f.n_steps == 4
+    assert_close(f.Sigma[-1], 0.4 ** 8 * second_moment(X), rtol=1e-12)
+    fi = igw_flow(X, QuadraticPotential(1.0), step=0.6, n_steps=4)  # the IGW guard is kept for the IGW flow
+    assert fi.stopped is not None and "singular" in fi.stopped
+
+
+def test_w2_flow_stops_when_it_diverges():
+    X, a = _cloud(30, 2, 5)
+    f = w2_flow(X, QuadraticPotential(1.0), step=3.0, n_steps=5000)  # |1 - hα| = 2: blows up
+    assert f.stopped is not None and "non-finite" in f.stopped and f.n_steps < 5000
+    assert bool(torch.isfinite(f.X).all())
+
+
+_TWO = lambda n: torch.full((n,), 2.0 / n, dtype=torch.float64)  # weights summing to 2
+
+
+@pytest.mark.parametrize("call", [
+    lambda X: igw(X, X * 1.1, a=_TWO(30), b=_TWO(30)),
+    lambda X: second_moment(X, _TWO(30)),
+    lambda X: w2_flow(X, QuadraticPotential(1.0), step=0.1, n_steps=2, a=_TWO(30)),
+    lambda X: igw_flow(X, QuadraticPotential(1.0), step=0.1, n_steps=2, a=_TWO(30)),
+    lambda X: mobility(X, _TWO(30)),
+    lambda X: igw_jko_step(X, QuadraticPotential(1.0), tau=0.01, a=_TWO(30)),
+    lambda X: MMD(X, b=_TWO(30)),
+    lambda X: IGWToTarget(X, b=_TWO(30)),
+], ids=["igw", "second_moment", "w2_flow", "igw_flow", "mobility", "jko", "MMD", "IGWToTarget"])
+def test_non_unit_mass_refused(call):
+    "IGW² of measures of mass m scales like m²: weights summing to 2 are refused, naming the argument (before: accepted)."
+    X, _ = _cloud(30, 2, 6)
+    with pytest.raises(ValueError, match=r"(a|b): weights must sum to 1"):
+        call(X)
+
+
+def test_igw_cost_refuses_a_plan_of_mass_two():
+    X, a = _cloud(6, 2, 7)
+    from papercode.igw.distance import igw_cost
+    with pytest.raises(ValueError, match="plan: weights must sum to 1"):
+        igw_cost(X, X, 2 * torch.eye(6, dtype=torch.float64) / 6)
