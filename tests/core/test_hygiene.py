@@ -168,7 +168,7 @@ def test_no_python_in_strings_and_no_global_style_changes():
     assert not bad, "\n".join(bad)
 
 
-INTERNAL = re.compile(r"spec §|\bthe spec\b|\bspec's\b|\bSpec\b|oracle O\d|\bissue goal|second search \(", re.I)
+INTERNAL = re.compile(r"spec §|\bthe spec\b|\bspec's\b|\bSpec\b|oracle O\d|\bissue goal|\bthe issue's\b|\bthe issue\b|second search \(", re.I)
 
 
 def test_reader_pages_speak_the_readers_words():
