@@ -180,3 +180,18 @@ def test_reader_pages_speak_the_readers_words():
             for line in "".join(cell["source"]).splitlines():
                 if INTERNAL.search(line): hits.append(f"{nb.relative_to(ROOT)}: {line.strip()[:100]}")
     assert not hits, "internal vocabulary on published pages (name the paper's section or the check):\n" + "\n".join(hits)
+
+
+def test_every_stored_widget_view_has_its_saved_state():
+    "A widget output whose model is missing from the notebook's saved widget state renders as nothing on the site."
+    bad = []
+    for nb in sorted((ROOT / "nbs").rglob("*.ipynb")):
+        doc = json.loads(nb.read_text(encoding="utf-8"))
+        state = (((doc.get("metadata") or {}).get("widgets") or {})
+                 .get("application/vnd.jupyter.widget-state+json") or {}).get("state") or {}
+        for cell in doc["cells"]:
+            for out in cell.get("outputs", []):
+                view = (out.get("data") or {}).get("application/vnd.jupyter.widget-view+json")
+                if view and view.get("model_id") not in state:
+                    bad.append(f"{nb.relative_to(ROOT)} cell {cell.get('id')}: model {view.get('model_id')}")
+    assert not bad, "widget views without saved state (re-save the notebook with its widget state, or clear them):\n" + "\n".join(bad)
