@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.models.lora import LoraCollection
+from ..core.utils import check_tensor
 from .data import SlotStack, stack_slot
 from .compress import JDCompressed
 
@@ -19,16 +20,21 @@ from .compress import JDCompressed
 __all__ = ['jd_forward', 'bgmv_forward', 'loop_forward', 'ServingPoint', 'bench_serving']
 
 # %% ../../nbs/02_lora_compression/40_serve.ipynb #f1a52b3c
-def _check_batch(x, base_out, adapter_ids, n):
-    if not isinstance(x, torch.Tensor) or x.ndim != 2: raise ValueError(f"x: expected (T, d_in), got {getattr(x, 'shape', type(x))}")
-    if not isinstance(base_out, torch.Tensor) or base_out.ndim != 2 or base_out.shape[0] != x.shape[0]:
-        raise ValueError(f"base_out: expected (T, d_out) with T = {x.shape[0]}, got {tuple(getattr(base_out, 'shape', ()))}")
+def _check_batch(x, base_out, adapter_ids, n, d_in, d_out):
+    x = check_tensor(x, "x", ndim=2, finite=False, nonempty=False)
+    base_out = check_tensor(base_out, "base_out", ndim=2, finite=False, nonempty=False)
+    if x.shape[1] != d_in: raise ValueError(f"x: expected (T, {d_in}) (the adapters' input width), got {tuple(x.shape)}")
+    if base_out.shape != (x.shape[0], d_out):
+        raise ValueError(f"base_out: expected ({x.shape[0]}, {d_out}) (T of x, the adapters' output width), got {tuple(base_out.shape)}")
+    if not bool(torch.isfinite(x).all() & torch.isfinite(base_out).all()):  # one host sync for both
+        name, t = ("x", x) if not bool(torch.isfinite(x).all()) else ("base_out", base_out)
+        raise ValueError(f"{name}: contains {int((~torch.isfinite(t)).sum())} non-finite value(s) (NaN or inf)")
     ids = torch.as_tensor(adapter_ids, device=x.device)
     if ids.dtype not in (torch.int32, torch.int64) or ids.shape != (x.shape[0],):
         raise ValueError(f"adapter_ids: expected ({x.shape[0]},) integers, got {tuple(ids.shape)} {ids.dtype}")
     if ids.numel() and (int(ids.min()) < -1 or int(ids.max()) >= n):
         raise ValueError(f"adapter_ids: values must be in -1..{n - 1} (-1 = base model only), got {int(ids.min())}..{int(ids.max())}")
-    return ids.long()
+    return x, base_out, ids.long()
 
 def _slot(compressed, slot):
     if slot is None:
@@ -46,8 +52,8 @@ def jd_forward(x: torch.Tensor,  # (T, d_in) inputs of the slot, one row per tok
                ) -> torch.Tensor:
     "Batched multi-adapter output W₀x + U_c Σ_i V_cᵀ x, one adapter per token (eq. 5)."
     s = _slot(compressed, slot)
-    ids = _check_batch(x, base_out, adapter_ids, compressed.n)
     U, V, core = compressed.U[s], compressed.V[s], compressed.core[s]
+    x, base_out, ids = _check_batch(x, base_out, adapter_ids, compressed.n, V.shape[1], U.shape[1])
     if backend == "triton":
         from papercode.lora_compression.triton import jd_forward_triton
         return jd_forward_triton(x, base_out, U, V, core, compressed.assign.to(x.device), ids)
@@ -88,8 +94,8 @@ def bgmv_forward(x: torch.Tensor,  # (T, d_in) inputs
                  slot: str | None = None,  # slot (for a collection with several)
                  ) -> torch.Tensor:
     "Uncompressed multi-adapter output W₀x + B_i A_i x with per-token gathered factors (BGMV)."
-    st = _as_stack(adapters, slot, x.dtype)
-    ids = _check_batch(x, base_out, adapter_ids, st.n)
+    st = _as_stack(adapters, slot, getattr(x, 'dtype', None))
+    x, base_out, ids = _check_batch(x, base_out, adapter_ids, st.n, st.A.shape[2], st.B.shape[1])
     y = base_out.clone()
     valid = (ids >= 0).nonzero()[:, 0]
     if valid.numel() == 0: return y
@@ -105,8 +111,8 @@ def loop_forward(x: torch.Tensor,  # (T, d_in) inputs
                  slot: str | None = None,  # slot (for a collection with several)
                  ) -> torch.Tensor:
     "Uncompressed multi-adapter output, PEFT style: a loop over the distinct adapters of the batch."
-    st = _as_stack(adapters, slot, x.dtype)
-    ids = _check_batch(x, base_out, adapter_ids, st.n)
+    st = _as_stack(adapters, slot, getattr(x, 'dtype', None))
+    x, base_out, ids = _check_batch(x, base_out, adapter_ids, st.n, st.A.shape[2], st.B.shape[1])
     y = base_out.clone()
     for i in ids.unique().tolist():
         if i < 0: continue

@@ -94,7 +94,7 @@ def jd_forward_triton(x: torch.Tensor,  # (T, d_in) inputs
         raise RuntimeError(f"backend='triton': triton cannot run on {x.device} here (needs a CUDA device, or Triton's "
                            "interpreter with TRITON_INTERPRET=1 set before triton is imported); use backend='torch'")
     if x.dtype == torch.float64: raise ValueError("x: float64 is not supported by the Triton kernels; use backend='torch'")
-    y = base_out.clone()
+    y = base_out.clone(memory_format=torch.contiguous_format)  # the expand kernel writes rows of unit column stride
     valid = ids >= 0
     if not bool(valid.any()): return y
     r = U.shape[2]

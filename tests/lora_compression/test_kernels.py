@@ -39,6 +39,25 @@ def make(case, seed=0):
     return dict(U=U.to(dtype), V=V.to(dtype), core=core.to(dtype), assign=assign, x=x.to(dtype), base=base.to(dtype), ids=ids)
 
 
+
+def relayout(t, kind):
+    "The same values in another memory layout: 'T' stores the last two dimensions transposed (column-major), "
+    "'strided' takes every other element of the last dimension of a buffer twice as wide (1-D tensors too)."
+    if kind == "T":
+        return t if t.ndim < 2 else t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if kind == "strided":
+        return t.repeat_interleave(2, dim=-1)[..., ::2]
+    raise ValueError(kind)
+
+
+CASE_BY_NAME = {c[0]: c for c in CASES}
+# every tensor argument of the kernels' entry point, alone and all at once, transposed and strided; the tensors
+# reach jd_forward_triton as x, base_out, U, V, core, assign (1-D), ids (1-D)
+TENSOR_ARGS = ("x", "base", "U", "V", "core", "assign", "ids")
+LAYOUTS = [(case, arg, kind) for case in ("full_ragged", "diag_ragged", "bf16") for kind in ("T", "strided")
+           for arg in TENSOR_ARGS + ("all",) if not (kind == "T" and arg in ("assign", "ids"))]
+
+
 def _comp(t, variant):
     from papercode.lora_compression.compress import JDCompressed
     n = t["core"].shape[0]
@@ -57,6 +76,16 @@ def _main(path):
             res[case[0]] = dict(t=t, out=jd_forward(t["x"], t["base"], _comp(t, case[7]), t["ids"], backend="triton"))
         except Exception as e:
             res[case[0]] = dict(error=f"{type(e).__name__}: {e}")
+    for case, arg, kind in LAYOUTS:
+        t = make(CASE_BY_NAME[case])
+        ts = dict(t, **{arg: relayout(t[arg], kind)} if arg != "all" else {a: relayout(v, kind) for a, v in t.items()})
+        key = f"{case}-{arg}-{kind}"
+        try:
+            res[key] = dict(t=t, out=jd_forward(ts["x"], ts["base"], _comp(ts, CASE_BY_NAME[case][7]), ts["ids"],
+                                                backend="triton"),
+                            contiguous={a: v.is_contiguous() for a, v in ts.items()})
+        except Exception as e:
+            res[key] = dict(error=f"{type(e).__name__}: {e}")
     torch.save(res, path)
 
 
@@ -88,6 +117,18 @@ def test_interpreter_matches_torch(interpreted, case):
     r = interpreted[case[0]]
     assert "error" not in r, r.get("error")
     _check(case, r["t"], r["out"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["-".join(l) for l in LAYOUTS])
+def test_interpreter_strided_and_transposed_inputs(interpreted, layout):
+    "Each kernel reads and writes through its strides or a contiguous copy: any layout of any input gives the same result."
+    case, arg, kind = layout
+    r = interpreted["-".join(layout)]
+    assert "error" not in r, r.get("error")
+    args = TENSOR_ARGS if arg == "all" else (arg,)
+    made_non_contiguous = [a for a in args if not r["contiguous"][a]]
+    assert made_non_contiguous, f"{layout}: the layout left every argument contiguous, so nothing is tested"
+    _check(CASE_BY_NAME[case], r["t"], r["out"])
 
 
 def test_refuses_without_triton_device():

@@ -63,3 +63,27 @@ def test_import_hygiene(monkeypatch):
     # as tests.lora_compression.test_serve through the repository root
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     assert run_in_child(heavy_modules_after_import, timeout=120) == []
+
+
+@pytest.mark.parametrize("path", ["jd", "bgmv", "loop"])
+def test_width_and_finite_checks_name_the_argument(path):
+    coll = make_lora_collection(3, 10, 8, 2, seed=0).collection  # d_out = 10, d_in = 8
+    adapters = jd_full(coll, 2) if path == "jd" else coll
+    f = {"jd": jd_forward, "bgmv": bgmv_forward, "loop": loop_forward}[path]
+    x, base, ids = torch.randn(4, 8, dtype=torch.float64), torch.zeros(4, 10, dtype=torch.float64), torch.tensor([0, 1, -1, 2])
+    f(x, base, adapters, ids)  # well-formed: no error
+    with pytest.raises(ValueError, match=r"^x: expected \(T, 8\)"):
+        f(torch.randn(4, 9, dtype=torch.float64), base, adapters, ids)
+    with pytest.raises(ValueError, match=r"^x: expected 2 dimensions"):
+        f(torch.randn(8, dtype=torch.float64), base, adapters, ids)
+    with pytest.raises(ValueError, match=r"^base_out: expected \(4, 10\)"):
+        f(x, torch.zeros(4, 11, dtype=torch.float64), adapters, ids)
+    with pytest.raises(ValueError, match=r"^base_out: expected \(4, 10\)"):
+        f(x, torch.zeros(3, 10, dtype=torch.float64), adapters, ids)
+    for bad in (float("nan"), float("inf")):
+        xb = x.clone(); xb[2, 3] = bad  # token 2 has no adapter: NaN would otherwise pass through unnoticed
+        with pytest.raises(ValueError, match=r"^x: contains 1 non-finite"):
+            f(xb, base, adapters, ids)
+        bb = base.clone(); bb[1, 0] = bad
+        with pytest.raises(ValueError, match=r"^base_out: contains 1 non-finite"):
+            f(x, bb, adapters, ids)
