@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tables import Household, encode_household
+from .tables import Household, check_counts, encode_household
 
 # %% auto #0
 __all__ = ['HouseholdDist', 'dist_from_households', 'household_distribution', 'vector_distribution', 'check_target', 'eligible',
@@ -114,14 +114,7 @@ def check_target(c,  # (d,) target vector c_b
     a = np.asarray(c)
     if a.ndim != 1 or a.shape[0] != dist.dim:
         raise ValueError(f"c: expected a vector of length {dist.dim} (the distribution's encoding), got shape {a.shape}")
-    if a.dtype.kind == "f" and not (np.isfinite(a).all() and (a == np.round(a)).all()):
-        raise ValueError(f"c: block counts must be integers, got {a}")
-    if a.dtype.kind not in "iuf":
-        raise ValueError(f"c: block counts must be integers, got dtype {a.dtype}")
-    a = a.astype(np.int64)
-    if (a < 0).any():
-        raise ValueError(f"c: block counts must be non-negative, got {a[a < 0][:3]}")
-    return a
+    return check_counts(a, a.shape, "c").copy()
 
 def eligible(c, dist: HouseholdDist) -> np.ndarray:
     "Indices of the vectors that can appear in a solution: a(h) <= c componentwise and π(h) > 0."

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['RACES', 'LEVEL_DIMS', 'Household', 'BlockTables', 'tabulate', 'encode_household', 'encode_block', 'to_nhgis',
-           'from_nhgis', 'read_nhgis_blocks']
+__all__ = ['RACES', 'LEVEL_DIMS', 'Household', 'check_counts', 'BlockTables', 'tabulate', 'encode_household', 'encode_block',
+           'to_nhgis', 'from_nhgis', 'read_nhgis_blocks']
 
 # %% ../../nbs/08_census/10_tables.ipynb #f6cf51d1
 RACES = ("White", "Black", "AIAN", "Asian", "NHPI", "Other", "Two+")  # SF1 race categories, in table order
@@ -61,7 +61,11 @@ class Household:
     def n_hispanic(self) -> int: return sum(self.counts[7:])
 
 # %% ../../nbs/08_census/10_tables.ipynb #cc137898
-def _int_array(x, shape, name):
+def check_counts(x,  # counts: array-like of non-negative integers
+                 shape: tuple,  # the required shape
+                 name: str,  # the argument's name, used in error messages
+                 ) -> np.ndarray:  # int64, read-only
+    "`x` checked to be finite non-negative integer counts of `shape`; `ValueError` naming `name` otherwise."
     a = np.asarray(x)
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
@@ -92,8 +96,8 @@ class BlockTables:
     def __post_init__(self):
         for name, shape in (("p3", (7,)), ("p5", (2, 7)), ("p16", (2,)), ("p16_race", (7,)),
                             ("p28_race", (7, 2, 7)), ("p28_hisp", (2, 7))):
-            object.__setattr__(self, name, _int_array(getattr(self, name), shape, name))
-        object.__setattr__(self, "p16_hisp", int(_int_array(self.p16_hisp, (), "p16_hisp")))
+            object.__setattr__(self, name, check_counts(getattr(self, name), shape, name))
+        object.__setattr__(self, "p16_hisp", int(check_counts(self.p16_hisp, (), "p16_hisp")))
         if (self.p5.sum(0) != self.p3).any():
             raise ValueError(f"P5 and P3 contradict each other: P5 summed over origin gives {self.p5.sum(0).tolist()}, "
                              f"P3 says {self.p3.tolist()}")
@@ -152,7 +156,7 @@ def tabulate(households,  # iterable of `Household`
             p16h += h.adults
             p28h[0 if h.family else 1, s] += 1
     if gq is not None:
-        p5 = p5 + _int_array(gq, (2, 7), "gq")
+        p5 = p5 + check_counts(gq, (2, 7), "gq")
     return BlockTables(p3=p5.sum(0), p5=p5, p16=p16, p16_race=p16r, p16_hisp=p16h, p28_race=p28, p28_hisp=p28h)
 
 # %% ../../nbs/08_census/10_tables.ipynb #cbd48998
