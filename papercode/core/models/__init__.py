@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['lora_scaling', 'LoraFactors', 'LoraCollection', 'read_peft_adapter', 'write_peft_adapter', 'load_peft_collection',
            'save_peft_collection', 'MODELS', 'llm_missing', 'LLM', 'load_llm', 'ChoiceScores', 'score_choices',
-           'cached_scores']
+           'cached_scores', 'sequence_logps']
 
 # %% ../../../nbs/00_core/models/index.ipynb #f04e6e66
 from papercode.core.models.lora import (
     lora_scaling, LoraFactors, LoraCollection, read_peft_adapter, write_peft_adapter, load_peft_collection,
     save_peft_collection)
-from .llm import MODELS, llm_missing, LLM, load_llm, ChoiceScores, score_choices, cached_scores
+from .llm import (
+    MODELS, llm_missing, LLM, load_llm, ChoiceScores, score_choices, cached_scores, sequence_logps)
 # what `from papercode.core.models import *` gives: the names above
 _all_ = [
     "lora_scaling", "LoraFactors", "LoraCollection", "read_peft_adapter", "write_peft_adapter",
     "load_peft_collection", "save_peft_collection", "MODELS", "llm_missing", "LLM", "load_llm", "ChoiceScores",
-    "score_choices", "cached_scores"]
+    "score_choices", "cached_scores", "sequence_logps"]

@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 
 # %% auto #0
-__all__ = ['MODELS', 'LLM_INSTALL', 'llm_missing', 'LLM', 'load_llm', 'ChoiceScores', 'score_choices', 'cache_key',
-           'cached_scores']
+__all__ = ['MODELS', 'LLM_INSTALL', 'llm_missing', 'LLM', 'load_llm', 'ChoiceScores', 'score_choices', 'sequence_logps',
+           'cache_key', 'cached_scores']
 
 # %% ../../../nbs/00_core/models/20_llm.ipynb #b161024a
 MODELS = {
@@ -165,6 +165,49 @@ def _score_batch(llm, prompts, options, pad):
                 j += 1
     return scores, feats
 
+
+# %% ../../../nbs/00_core/models/20_llm.ipynb #5e0a1b02
+def sequence_logps(llm,  # an `LLM` (or any object with transformers `.model` and `.tokenizer`)
+                   prompts: Sequence[str],  # N prompts x
+                   responses: Sequence[str],  # N completions y (tokenized without special tokens)
+                   *, batch_size: int = 8,  # sequences per forward pass (left-padded)
+                   ) -> torch.Tensor:  # (N,) log π(y|x), differentiable when grad mode is on
+    "Sum of the completion tokens' log-probabilities given the prompt (prompt masked, left padding handled)."
+    if isinstance(prompts, str) or isinstance(responses, str):
+        raise ValueError("prompts, responses: expected lists of strings, got a single string")
+    if len(prompts) != len(responses):
+        raise ValueError(f"responses: {len(responses)} responses for {len(prompts)} prompts")
+    if len(prompts) == 0: raise ValueError("prompts: is empty")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    tok, model = llm.tokenizer, llm.model
+    dev = next(model.parameters()).device
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    seqs = []
+    for i, (p, y) in enumerate(zip(prompts, responses)):
+        if not isinstance(p, str) or not isinstance(y, str) or not y:
+            raise ValueError(f"prompts/responses: entry {i} must be a string prompt and a non-empty string response")
+        pi, yi = tok(p).input_ids, tok(y, add_special_tokens=False).input_ids
+        if not pi: raise ValueError(f"prompts: entry {i} has no tokens (the first response token needs a context)")
+        if ctx is not None and len(pi) + len(yi) > ctx:
+            raise ValueError(f"prompts: entry {i} has {len(pi)} prompt + {len(yi)} response tokens, more than the "
+                             f"model's context of {ctx}")
+        seqs.append((pi, yi))
+    out = []
+    for a in range(0, len(seqs), batch_size):
+        chunk = seqs[a:a + batch_size]
+        L = max(len(p) + len(y) for p, y in chunk)
+        ids = torch.full((len(chunk), L), pad, dtype=torch.long); mask = torch.zeros(len(chunk), L, dtype=torch.long)
+        comp = torch.zeros(len(chunk), L, dtype=torch.bool)
+        for j, (p, y) in enumerate(chunk):
+            s = L - len(p) - len(y)
+            ids[j, s:] = torch.tensor(p + y); mask[j, s:] = 1; comp[j, L - len(y):] = True
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        logits = model(ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False).logits
+        lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None].to(dev))[..., 0]
+        out.append((lp * comp[:, 1:].to(dev)).sum(-1))
+    return torch.cat(out)
 
 # %% ../../../nbs/00_core/models/20_llm.ipynb #f5e5a95d
 def cache_key(model: str, task: str, template: str, prompts: Sequence[str], options: Sequence[Sequence[str]],

@@ -101,6 +101,11 @@ class LoraCollection(Mapping):
         "The slots of the first adapter, in order."
         return tuple(next(iter(self._a.values()))) if self._a else ()
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        "The dtype of the first adapter's factors (None for an empty collection)."
+        return next(iter(next(iter(self._a.values())).values())).A.dtype if self._a else None
+
     def shapes(self) -> dict[str, tuple[int, int]]:
         "slot → (d_out, d_in) of the first adapter."
         return {s: (f.d_out, f.d_in) for s, f in next(iter(self._a.values())).items()} if self._a else {}
@@ -155,7 +160,7 @@ def read_peft_adapter(path: str | Path,  # a PEFT adapter directory
     try: cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{cfg_file}: malformed JSON ({e})") from e
     if cfg.get("peft_type", "LORA") != "LORA": raise ValueError(f"{cfg_file}: peft_type is {cfg.get('peft_type')!r}, not LORA")
-    for key, what in (("use_dora", "DoRA"), ("fan_in_fan_out", "fan-in-fan-out storage"), ("modules_to_save", "modules_to_save")):
+    for key, what in (("use_dora", "DoRA"), ("modules_to_save", "modules_to_save")):
         if cfg.get(key): raise ValueError(f"{cfg_file}: {what} adapters are not supported (only plain LoRA)")
     if cfg.get("bias", "none") != "none" or cfg.get("lora_bias"): raise ValueError(f"{cfg_file}: LoRA biases are not supported")
     sd = _load_tensors(d)
@@ -183,6 +188,7 @@ def write_peft_adapter(path: str | Path,  # directory to create (or overwrite)
                        slots: Mapping[str, LoraFactors],  # slot -> factors
                        config: Mapping | None = None,  # a template adapter_config (e.g. the original adapter's); None: minimal
                        safe_serialization: bool = True,  # adapter_model.safetensors (else adapter_model.bin)
+                       dtype: torch.dtype | None = None,  # store the factors in this dtype (None: as they are)
                        ) -> Path:
     "Write a PEFT LoRA adapter directory that `PeftModel.from_pretrained` loads unchanged."
     if not slots: raise ValueError("slots: nothing to write")
@@ -201,8 +207,8 @@ def write_peft_adapter(path: str | Path,  # directory to create (or overwrite)
     cfg.setdefault("inference_mode", True); cfg.setdefault("init_lora_weights", True)
     sd = {}
     for s, f in slots.items():
-        sd[f"{_PREFIX}{s}.lora_A.weight"] = f.A.detach().contiguous().cpu()
-        sd[f"{_PREFIX}{s}.lora_B.weight"] = f.B.detach().contiguous().cpu()
+        sd[f"{_PREFIX}{s}.lora_A.weight"] = f.A.detach().to(dtype or f.A.dtype).contiguous().cpu()
+        sd[f"{_PREFIX}{s}.lora_B.weight"] = f.B.detach().to(dtype or f.B.dtype).contiguous().cpu()
     (d / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     for old in ("adapter_model.safetensors", "adapter_model.bin"): (d / old).unlink(missing_ok=True)
     if safe_serialization:
@@ -232,6 +238,7 @@ def load_peft_collection(paths: str | Path | Iterable[str | Path],  # a folder o
 def save_peft_collection(root: str | Path,  # folder to write `root/<name>/` into
                          collection: LoraCollection,  # the adapters
                          config: Mapping | None = None,  # template adapter_config for all of them
+                         dtype: torch.dtype | None = None,  # store the factors in this dtype (None: as they are)
                          ) -> list[Path]:
     "Write every adapter of `collection` as a PEFT adapter directory `root/<name>`."
-    return [write_peft_adapter(Path(root) / n, collection[n], config) for n in collection]
+    return [write_peft_adapter(Path(root) / n, collection[n], config, dtype=dtype) for n in collection]

@@ -4,13 +4,16 @@
 
 # %% auto #0
 __all__ = ['Cost', 'DenseCost', 'FactoredCost', 'PointCloudCost', 'as_cost', 'EMDResult', 'OT1DResult', 'emd', 'ot_1d',
-           'SinkhornResult', 'SinkhornWarning', 'check_ot_inputs', 'sinkhorn']
+           'almost_dominance_ratio', 'first_order_dominance', 'quantile_pairs', 'SinkhornResult', 'SinkhornWarning',
+           'check_ot_inputs', 'sinkhorn']
 
 # %% ../../../nbs/00_core/ot/index.ipynb #8498553d
 from .costs import Cost, DenseCost, FactoredCost, PointCloudCost, as_cost
 from .exact import EMDResult, OT1DResult, emd, ot_1d
+from .dominance1d import almost_dominance_ratio, first_order_dominance, quantile_pairs
 from .sinkhorn import SinkhornResult, SinkhornWarning, check_ot_inputs, sinkhorn
 # what `from papercode.core.ot import *` gives: the names above
 _all_ = [
     "Cost", "DenseCost", "FactoredCost", "PointCloudCost", "as_cost", "EMDResult", "OT1DResult", "emd", "ot_1d",
+    "almost_dominance_ratio", "first_order_dominance", "quantile_pairs",
     "SinkhornResult", "SinkhornWarning", "check_ot_inputs", "sinkhorn"]
