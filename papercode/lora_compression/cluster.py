@@ -105,7 +105,8 @@ def cluster_jd(collection: LoraCollection,  # the adapters
         comp = JDCompressed(names=tuple(collection.names), slots=tuple(slots), variant=variant, rank=rank,
                             assign=assign.clone(), U={s: torch.stack(U[s]) for s in slots},
                             V={s: torch.stack(V[s]) for s in slots}, core={}, n_iter=rounds, converged=False,
-                            seed=seed, weighting=weighting, history={}, originals=stacks)
+                            seed=seed, weighting=weighting, history={}, originals=stacks,
+                            source_dtype=collection.dtype)
         errs = sum(project_stack(comp, stacks[s], s)[1] for s in slots) / len(slots)  # (k, n)
         cur = errs[assign, torch.arange(n)]
         history.append(float(cur.mean()))
@@ -156,6 +157,6 @@ def cluster_jd_fixed(collection: LoraCollection,  # the adapters
     comp = JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant=variant, rank=rank, assign=assign,
                         U={s: torch.stack(U[s]) for s in stacks}, V={s: torch.stack(V[s]) for s in stacks}, core={},
                         n_iter=rounds, converged=conv if history is None else False, seed=seed, weighting=weighting,
-                        history={}, originals=stacks)
+                        history={}, originals=stacks, source_dtype=collection.dtype)
     core = {s: project_stack(comp, st, s)[0][assign, torch.arange(len(collection))] for s, st in stacks.items()}
     return replace(comp, core=core, history={"rounds": history or []})

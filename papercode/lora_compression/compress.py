@@ -61,6 +61,7 @@ class JDCompressed:
     weighting: str  # "normalized" (w_i = 1/‖ΔW_i‖²) or "none" (w_i = 1)
     history: dict = field(default_factory=dict, repr=False)  # slot -> weighted relative error after each sweep
     originals: dict = field(default_factory=dict, repr=False)  # slot -> SlotStack of the original adapters
+    source_dtype: torch.dtype | None = None  # dtype of the adapters as given (bf16/fp16 are compressed in float32)
 
     @property
     def n(self) -> int: return len(self.names)
@@ -81,18 +82,32 @@ class JDCompressed:
         i = self.index(name); c = int(self.assign[i])
         return self.U[slot][c] @ self.core_matrix(slot)[i] @ self.V[slot][c].T
 
-    def reconstruct(self, name: str) -> dict:
-        "The compressed adapter as ordinary LoRAs: slot -> `LoraFactors(A'=V_cᵀ, B'=U_cΣ_i, α=r)`."
+    def reconstruct(self, name: str,  # which adapter
+                    own_rank: bool = True,  # write at the adapter's own rank r_i < r where that is exact
+                    ) -> dict:
+        "The compressed adapter as ordinary LoRAs: slot -> `LoraFactors(A'=V_cᵀ, B'=U_cΣ_i, α=r)` (or at rank r_i)."
         i = self.index(name); c = int(self.assign[i])
-        return {s: LoraFactors.from_product(self.V[s][c].T.contiguous(), (self.U[s][c] @ self.core_matrix(s)[i]).contiguous())
-                for s in self.slots}
+        out = {}
+        for s in self.slots:
+            U, V, C = self.U[s][c], self.V[s][c], self.core_matrix(s)[i]
+            r_i = int(self.originals[s].ranks[i]) if s in self.originals else self.rank
+            if own_rank and r_i < C.shape[0]:
+                P, S, Qh = torch.linalg.svd(C)  # Σ_i = P S Qᵀ; U Σ_i Vᵀ = (U P S)(V Q)ᵀ
+                tol = 100 * C.shape[0] * torch.finfo(C.dtype).eps * float(S[0])
+                if float(S[r_i:].max()) <= tol:  # rank(Σ_i) <= r_i: the rank-r_i factors are exact
+                    out[s] = LoraFactors.from_product((Qh[:r_i] @ V.T).contiguous(), (U @ (P[:, :r_i] * S[:r_i])).contiguous())
+                    continue
+            out[s] = LoraFactors.from_product(V.T.contiguous(), (U @ C).contiguous())
+        return out
 
     def save_peft(self, path: str | Path,  # directory to write
                   name: str,  # which adapter
                   config: Mapping | None = None,  # template adapter_config (the original adapter's)
+                  dtype: torch.dtype | None = None,  # stored dtype (None: the adapters' own, `source_dtype`)
+                  own_rank: bool = True,  # at the adapter's own rank where that is exact (see `reconstruct`)
                   ) -> Path:
         "Write adapter `name` as a PEFT adapter directory (A' = V_cᵀ, B' = U_cΣ_i) that PEFT loads unchanged."
-        return write_peft_adapter(path, self.reconstruct(name), config)
+        return write_peft_adapter(path, self.reconstruct(name, own_rank), config, dtype=dtype or self.source_dtype)
 
     def errors(self, squared: bool = True,  # squared relative Frobenius error (official code) or its square root
                ) -> torch.Tensor:
@@ -133,8 +148,10 @@ def _check_rank(rank, st: SlotStack, what):
 def collection_stacks(collection: LoraCollection,  # the adapters
                       dtype: torch.dtype | None = None,  # compute dtype (None: the factors')
                       ) -> dict[str, SlotStack]:
-    "Check that `collection` is a `LoraCollection` and stack every slot (the entry check of the compressors)."
-    if isinstance(collection, LoraCollection): return stack_collection(collection, dtype)
+    "Check that `collection` is a `LoraCollection` and stack every slot (half precision is upcast to float32)."
+    if isinstance(collection, LoraCollection):
+        if dtype is None and collection.dtype in (torch.float16, torch.bfloat16): dtype = torch.float32
+        return stack_collection(collection, dtype)
     raise ValueError(f"collection: expected a LoraCollection, got {type(collection).__name__}")
 
 def svd_compress(collection: LoraCollection,  # the adapters
@@ -153,7 +170,7 @@ def svd_compress(collection: LoraCollection,  # the adapters
     n = len(collection)
     return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="svd", rank=rank,
                         assign=torch.arange(n), U=U, V=V, core=core, n_iter=1, converged=True, seed=0,
-                        weighting="none", originals=stacks)
+                        weighting="none", originals=stacks, source_dtype=collection.dtype)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #73bf18ed
 def adapter_weights(st: SlotStack,  # one slot's stacked adapters
@@ -244,7 +261,8 @@ def jd_full(collection: LoraCollection,  # the adapters
         iters, conv = max(iters, it), conv and ok
     return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="full", rank=rank,
                         assign=torch.zeros(len(collection), dtype=torch.long), U=U, V=V, core=core, n_iter=iters,
-                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks)
+                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks,
+                        source_dtype=collection.dtype)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #71896ff0
 def _solve_sym(M, R, ridge):
@@ -314,7 +332,8 @@ def jd_diag(collection: LoraCollection,  # the adapters
         iters, conv = max(iters, it), conv and ok
     return JDCompressed(names=tuple(collection.names), slots=tuple(stacks), variant="diag", rank=rank,
                         assign=torch.zeros(len(collection), dtype=torch.long), U=U, V=V, core=core, n_iter=iters,
-                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks)
+                        converged=conv, seed=seed, weighting=weighting, history=hist, originals=stacks,
+                        source_dtype=collection.dtype)
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #efe98427
 def project_stack(comp: JDCompressed,  # a compression with bases on slot `s`

@@ -5,22 +5,26 @@
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #83a5d143
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 from ..core.plotting import figure, slider_figure
-from ..core.utils import one_thread
+from ..core.utils import device_info, one_thread
 from .cluster import adjusted_rand_index, cluster_jd
 from .compress import jd_diag, jd_full, svd_compress
 from .data import make_lora_collection
+from .model import bench_model_serving, serving_table
 from .serve import bench_serving
 from .tasks import make_task_suite, task_accuracy, train_task_loras
 
 # %% auto #0
-__all__ = ['Config', 'theory_oracles', 'exp_oracles', 'error_curves', 'exp_curves', 'performance_vs_error', 'exp_perf',
-           'serving_curves', 'exp_serving', 'bench_serving_policies']
+__all__ = ['TINY_SERVING', 'GPU_SERVING', 'Config', 'theory_oracles', 'exp_oracles', 'error_curves', 'exp_curves',
+           'performance_vs_error', 'exp_perf', 'serving_curves', 'exp_serving', 'bench_serving_policies',
+           'model_serving', 'gpu_serving_report', 'bench_model']
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #7801fa40
 @dataclass(frozen=True)
@@ -370,3 +374,45 @@ def bench_serving_policies(ctx: RunContext) -> Outcome:
     tab = _serve_table(_serve(Config.tiny(), ctx.seed))
     jd = [r for r in tab if r["policy"] == "jd"]
     return Outcome(ours=f"JD / single at n = {jd[-1]['n_adapters']}: {jd[-1]['fraction_of_single']:.2f}", table=tab)
+
+# %% ../../nbs/02_lora_compression/90_experiments.ipynb #4f521e80
+TINY_SERVING = dict(config=dict(vocab_size=256, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256),
+                    ns=(1, 16, 64), batch=8, prompt_len=16, new_tokens=4, repeats=3, dtype=torch.float32)
+GPU_SERVING = dict(config=dict(vocab_size=1024, hidden_size=4096, intermediate_size=14336, num_hidden_layers=2,
+                               num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=1024),
+                   ns=(1, 16, 64, 256, 1024), batch=64, prompt_len=128, new_tokens=8, repeats=2, dtype=torch.bfloat16)
+
+def model_serving(device: str | torch.device = "cpu",  # "cuda" runs GPU_SERVING, anything else TINY_SERVING
+                  seed: int = 0,  # seed of the weights, adapters and request mixes
+                  ) -> tuple[list, str]:
+    "The model-level serving points at the size for `device`, and the device's name."
+    dev = torch.device(device)
+    kw = GPU_SERVING if dev.type == "cuda" else TINY_SERVING
+    return bench_model_serving(**kw, device=dev, seed=seed), device_info(dev)
+
+def gpu_serving_report(out: str | Path,  # folder for serving.json and serving.md
+                       seed: int = 0,  # seed
+                       ) -> Path:
+    "Run `GPU_SERVING` on the CUDA device and write the table as JSON and markdown into `out`."
+    if not torch.cuda.is_available(): raise RuntimeError("gpu_serving_report: no CUDA device")
+    pts, dev = model_serving("cuda", seed)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    sizes = {k: (str(v) if k == "dtype" else v) for k, v in GPU_SERVING.items()}
+    (out / "serving.json").write_text(json.dumps(dict(device=dev, seed=seed, sizes=sizes,
+                                                      points=[asdict(p) for p in pts]), indent=1))
+    (out / "serving.md").write_text(f"Device: {dev}; seed {seed}; sizes {sizes}\n\n{serving_table(pts)}\n")
+    return out
+
+@benchmark("lora_compression", "model_serving",
+           what="tokens/s of a Llama-shaped model serving mixed-adapter batches, prefill and decode: compressed "
+                "(eq. 5 in the model) vs PEFT mixed batch vs per-request swap; adapter memory",
+           baseline="one adapter merged into the base weights, same run")
+@one_thread
+def bench_model(ctx: RunContext) -> Outcome:
+    pts, dev = model_serving(ctx.device, ctx.seed)
+    tab = [dict(asdict(p), device=dev) for p in pts]
+    n = max(p.n_adapters for p in pts)
+    f = {(p.policy, p.phase): p.fraction_of_merged for p in pts if p.n_adapters == n and p.mix == "uniform"}
+    return Outcome(ours=f"n={n}, uniform, decode / merged: compressed {f['compressed', 'decode']:.2f}, PEFT mixed "
+                        f"{f['peft_mixed', 'decode']:.2f}, swap {f['swap', 'decode']:.2f} ({dev})", table=tab)

@@ -17,7 +17,8 @@ from .data import SlotStack, stack_slot
 from .compress import JDCompressed
 
 # %% auto #0
-__all__ = ['jd_forward', 'bgmv_forward', 'loop_forward', 'ServingPoint', 'bench_serving']
+__all__ = ['SegmentPlan', 'segment_plan', 'jd_apply', 'jd_forward', 'bgmv_forward', 'loop_forward', 'ServingPoint',
+           'bench_serving']
 
 # %% ../../nbs/02_lora_compression/40_serve.ipynb #f1a52b3c
 def _check_batch(x, base_out, adapter_ids, n, d_in, d_out):
@@ -43,6 +44,63 @@ def _slot(compressed, slot):
     if slot not in compressed.slots: raise ValueError(f"slot: {slot!r} is not a compressed slot")
     return slot
 
+@dataclass(frozen=True)
+class SegmentPlan:
+    "The host-side part of eq. (5) for one batch: valid tokens grouped by cluster, shared by every layer of a forward."
+    n_tokens: int  # T, tokens of the batch
+    order: torch.Tensor  # (T_v,) the valid tokens (adapter >= 0), grouped by cluster
+    ids_sorted: torch.Tensor  # (T_v,) their adapters, in that order
+    counts: tuple  # (k,) tokens per cluster segment
+    block_t: int  # tokens per block of the Triton kernels
+    blocks: tuple  # (cluster, start, end) int32 tensors, one entry per block of `block_t` tokens
+
+def segment_plan(adapter_ids: torch.Tensor,  # (T,) adapter per token, -1 = none (values already checked)
+                 assign: torch.Tensor,  # (n,) cluster c(i) of each adapter
+                 n_clusters: int,  # k
+                 block_t: int = 16,  # tokens per Triton block
+                 ) -> SegmentPlan:
+    "Sort the valid tokens by cluster and cut each cluster's segment into blocks (one host sync per batch)."
+    ids = adapter_ids.long()
+    valid = ids >= 0
+    cl = torch.full_like(ids, -1); cl[valid] = assign.to(ids.device)[ids[valid]]
+    order = torch.argsort(cl, stable=True)[int((~valid).sum()):]  # valid tokens, grouped by cluster (-1 sort first)
+    counts = torch.bincount(cl[order], minlength=n_clusters).tolist()
+    bc, ba, bb, a = [], [], [], 0
+    for c, cnt in enumerate(counts):
+        for s in range(a, a + cnt, block_t): bc.append(c); ba.append(s); bb.append(a + cnt)
+        a += cnt
+    blocks = tuple(torch.tensor(v, dtype=torch.int32, device=ids.device) for v in (bc, ba, bb))
+    return SegmentPlan(n_tokens=ids.shape[0], order=order, ids_sorted=ids[order], counts=tuple(counts),
+                       block_t=block_t, blocks=blocks)
+
+def jd_apply(x: torch.Tensor,  # (T, d_in) inputs (checked by the caller)
+             base_out: torch.Tensor,  # (T, d_out) base output W₀x
+             U: torch.Tensor,  # (k, d_out, r) bases U_c
+             V: torch.Tensor,  # (k, d_in, r) bases V_c
+             core: torch.Tensor,  # (n, r, r) full or (n, r) diagonal cores
+             plan: SegmentPlan,  # from `segment_plan` for this batch's adapter ids
+             backend: str = "torch",  # "torch" or "triton"
+             ) -> torch.Tensor:
+    "Eq. (5) without input checks, for a precomputed `plan` (what a model calls in every adapted layer)."
+    if backend == "triton":
+        from papercode.lora_compression.triton import jd_forward_triton
+        return jd_forward_triton(x, base_out, U, V, core, None, None, plan=plan)
+    if backend != "torch": raise ValueError(f"backend: {backend!r} is not 'torch' or 'triton'")
+    y = base_out.clone()
+    if plan.order.numel() == 0: return y
+    xs, core_t = x[plan.order].to(U.dtype), core[plan.ids_sorted]
+    z = xs.new_empty(xs.shape[0], U.shape[2])
+    a = 0
+    for c, cnt in enumerate(plan.counts):  # shrink: one GEMM per cluster segment
+        if cnt: torch.matmul(xs[a:a + cnt], V[c], out=z[a:a + cnt]); a += cnt
+    z = (core_t @ z[:, :, None])[:, :, 0] if core_t.ndim == 3 else z * core_t  # per-token core
+    out = xs.new_empty(xs.shape[0], U.shape[1])
+    a = 0
+    for c, cnt in enumerate(plan.counts):  # expand: one GEMM per cluster segment
+        if cnt: torch.matmul(z[a:a + cnt], U[c].T, out=out[a:a + cnt]); a += cnt
+    y.index_add_(0, plan.order, out.to(y.dtype))
+    return y
+
 def jd_forward(x: torch.Tensor,  # (T, d_in) inputs of the slot, one row per token
                base_out: torch.Tensor,  # (T, d_out) the base model's output W₀x for these tokens
                compressed: JDCompressed,  # compressed adapters (JD-Full, JD-Diag, SVD, clustered or not)
@@ -54,28 +112,11 @@ def jd_forward(x: torch.Tensor,  # (T, d_in) inputs of the slot, one row per tok
     s = _slot(compressed, slot)
     U, V, core = compressed.U[s], compressed.V[s], compressed.core[s]
     x, base_out, ids = _check_batch(x, base_out, adapter_ids, compressed.n, V.shape[1], U.shape[1])
+    if backend not in ("torch", "triton"): raise ValueError(f"backend: {backend!r} is not 'torch' or 'triton'")
     if backend == "triton":
         from papercode.lora_compression.triton import jd_forward_triton
         return jd_forward_triton(x, base_out, U, V, core, compressed.assign.to(x.device), ids)
-    if backend != "torch": raise ValueError(f"backend: {backend!r} is not 'torch' or 'triton'")
-    y = base_out.clone()
-    valid = ids >= 0
-    if not bool(valid.any()): return y
-    cl = torch.full_like(ids, -1); cl[valid] = compressed.assign.to(x.device)[ids[valid]]
-    order = torch.argsort(cl, stable=True)[int((~valid).sum()):]  # valid tokens, grouped by cluster (-1 sort first)
-    counts = torch.bincount(cl[order], minlength=U.shape[0]).tolist()
-    xs, core_t = x[order].to(U.dtype), core[ids[order]]
-    z = xs.new_empty(xs.shape[0], U.shape[2])
-    a = 0
-    for c, cnt in enumerate(counts):  # shrink: one GEMM per cluster segment
-        if cnt: torch.matmul(xs[a:a + cnt], V[c], out=z[a:a + cnt]); a += cnt
-    z = (core_t @ z[:, :, None])[:, :, 0] if core_t.ndim == 3 else z * core_t  # per-token core
-    out = xs.new_empty(xs.shape[0], U.shape[1])
-    a = 0
-    for c, cnt in enumerate(counts):  # expand: one GEMM per cluster segment
-        if cnt: torch.matmul(z[a:a + cnt], U[c].T, out=out[a:a + cnt]); a += cnt
-    y.index_add_(0, order, out.to(y.dtype))
-    return y
+    return jd_apply(x, base_out, U, V, core, segment_plan(ids, compressed.assign, U.shape[0]), backend)
 
 # %% ../../nbs/02_lora_compression/40_serve.ipynb #dedee3dc
 def _as_stack(adapters, slot, dtype=None):

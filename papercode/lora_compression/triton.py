@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ..core.ot.triton import dot_precision
+
 try:  # triton is optional: this module imports without it, and the entry point then says so
     import triton
     import triton.language as tl
@@ -27,7 +29,7 @@ __all__ = ['triton_available', 'jd_forward_triton']
 @triton.jit
 def _shrink_core_kernel(X, V, C, Z, BLK_C, BLK_A, BLK_B, d_in, R,
                         s_xt, s_vc, s_vk, s_ct, s_zt,
-                        BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
+                        BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0)
     c = tl.load(BLK_C + pid); a = tl.load(BLK_A + pid); b = tl.load(BLK_B + pid)
     rows = a + tl.arange(0, BLOCK_T)
@@ -39,7 +41,7 @@ def _shrink_core_kernel(X, V, C, Z, BLK_C, BLK_A, BLK_B, d_in, R,
         kmask = kk < d_in
         x = tl.load(X + rows[:, None] * s_xt + kk[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
         v = tl.load(V + c * s_vc + kk[:, None] * s_vk + rr[None, :], mask=kmask[:, None] & (rr[None, :] < R), other=0.0)
-        acc += tl.dot(x.to(tl.float32), v.to(tl.float32))
+        acc += tl.dot(x.to(tl.float32), v.to(tl.float32), input_precision=PREC)
     # per-token core: z'[t, p] = sum_q C[t, p, q] z[t, q]
     cm = rmask[:, None, None] & (rr[None, :, None] < R) & (rr[None, None, :] < R)
     core = tl.load(C + rows[:, None, None] * s_ct + rr[None, :, None] * R + rr[None, None, :], mask=cm, other=0.0)
@@ -49,7 +51,7 @@ def _shrink_core_kernel(X, V, C, Z, BLK_C, BLK_A, BLK_B, d_in, R,
 @triton.jit
 def _expand_kernel(Z, U, Y, ORDER, BLK_C, BLK_A, BLK_B, d_out, R,
                    s_zt, s_uc, s_un, s_yt,
-                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr):
+                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0); pn = tl.program_id(1)
     c = tl.load(BLK_C + pid); a = tl.load(BLK_A + pid); b = tl.load(BLK_B + pid)
     rows = a + tl.arange(0, BLOCK_T)
@@ -59,7 +61,7 @@ def _expand_kernel(Z, U, Y, ORDER, BLK_C, BLK_A, BLK_B, d_out, R,
     nmask = nn < d_out
     z = tl.load(Z + rows[:, None] * s_zt + rr[None, :], mask=rmask[:, None] & (rr[None, :] < R), other=0.0)
     ut = tl.load(U + c * s_uc + nn[None, :] * s_un + rr[:, None], mask=(rr[:, None] < R) & nmask[None, :], other=0.0)
-    acc = tl.dot(z, ut.to(tl.float32))
+    acc = tl.dot(z, ut.to(tl.float32), input_precision=PREC)
     dst = tl.load(ORDER + rows, mask=rmask, other=0)
     ptr = Y + dst[:, None] * s_yt + nn[None, :]
     m = rmask[:, None] & nmask[None, :]
@@ -88,6 +90,7 @@ def jd_forward_triton(x: torch.Tensor,  # (T, d_in) inputs
                       block_t: int = 16,  # tokens per block
                       block_k: int = 32,  # reduction tile over d_in
                       block_n: int = 64,  # output tile over d_out
+                      plan=None,  # a `SegmentPlan` of this batch (then `assign`, `ids` and `block_t` come from it)
                       ) -> torch.Tensor:
     "Eq. (5) with the two Triton kernels; same result as `jd_forward(..., backend='torch')`."
     if not triton_available(x.device):
@@ -95,29 +98,25 @@ def jd_forward_triton(x: torch.Tensor,  # (T, d_in) inputs
                            "interpreter with TRITON_INTERPRET=1 set before triton is imported); use backend='torch'")
     if x.dtype == torch.float64: raise ValueError("x: float64 is not supported by the Triton kernels; use backend='torch'")
     y = base_out.clone(memory_format=torch.contiguous_format)  # the expand kernel writes rows of unit column stride
-    valid = ids >= 0
-    if not bool(valid.any()): return y
-    r = U.shape[2]
-    cl = torch.full_like(ids, -1); cl[valid] = assign[ids[valid]]
-    order = torch.argsort(cl, stable=True)[int((~valid).sum()):]
-    counts = torch.bincount(cl[order], minlength=U.shape[0]).tolist()
-    bc, ba, bb, a = [], [], [], 0
-    for c, cnt in enumerate(counts):
-        for s in range(a, a + cnt, block_t): bc.append(c); ba.append(s); bb.append(a + cnt)
-        a += cnt
-    dev = x.device
-    bc, ba, bb = (torch.tensor(v, dtype=torch.int32, device=dev) for v in (bc, ba, bb))
+    if plan is None:
+        from papercode.lora_compression.serve import segment_plan
+        plan = segment_plan(ids, assign, U.shape[0], block_t)
+    if plan.order.numel() == 0: return y
+    r, dev, block_t = U.shape[2], x.device, plan.block_t
+    order = plan.order
+    bc, ba, bb = plan.blocks
     xs = x[order].contiguous()
-    C = core[ids[order]]
+    C = core[plan.ids_sorted]
     C = (torch.diag_embed(C) if C.ndim == 2 else C).to(torch.float32).contiguous()
     Uc, Vc = U.contiguous(), V.contiguous()
     Z = torch.empty(xs.shape[0], r, dtype=torch.float32, device=dev)
     BR = max(16, triton.next_power_of_2(r))
+    prec = dot_precision(torch.float32)  # the tiles are float32: "ieee" unless torch allows TF32 matmuls
     _shrink_core_kernel[(len(ba),)](xs, Vc, C, Z, bc, ba, bb, x.shape[1], r,
                                     xs.stride(0), Vc.stride(0), Vc.stride(1), C.stride(0), Z.stride(0),
-                                    BLOCK_T=block_t, BLOCK_K=block_k, BLOCK_R=BR)
+                                    BLOCK_T=block_t, BLOCK_K=block_k, BLOCK_R=BR, PREC=prec)
     ordi = order.to(torch.int32)
     _expand_kernel[(len(ba), triton.cdiv(y.shape[1], block_n))](Z, Uc, y, ordi, bc, ba, bb, y.shape[1], r,
                                                                 Z.stride(0), Uc.stride(0), Uc.stride(1), y.stride(0),
-                                                                BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_R=BR)
+                                                                BLOCK_T=block_t, BLOCK_N=block_n, BLOCK_R=BR, PREC=prec)
     return y
