@@ -9,7 +9,7 @@ __all__ = ['almost_dominance_ratio', 'first_order_dominance', 'quantile_pairs', 
            'load_alpacaeval', 'relative_ranking', 'CORRECTIONS', 'holm_adjust', 'ranking_heatmap']
 
 # %% ../../nbs/04_dominance/index.ipynb #1653f792
-from .univariate import almost_dominance_ratio, first_order_dominance, quantile_pairs
+from ..core.ot.dominance1d import almost_dominance_ratio, first_order_dominance, quantile_pairs
 from .violation import (
     COSTS, SharedKernelCost, ViolationResult, cost_matrix, violation_h, violation_ratio)
 from .inference import N_BOOT, DominanceTest, bootstrap_weights, dominance_test, plugin_se

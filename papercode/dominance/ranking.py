@@ -19,8 +19,9 @@ from .inference import MIN_BOOT, MIN_PROMPTS, N_BOOT, bootstrap_weights, check_t
 from .violation import check_cost, check_lam, ratio_of, solve_violation, violation_h
 
 # %% auto #0
-__all__ = ['ORIENTATIONS', 'CORRECTIONS', 'METRICS', 'ScoreArray', 'as_score_array', 'holm_adjust', 'RankingResult',
-           'relative_ranking', 'kendall_tau', 'ranking_heatmap', 'AlpacaEval', 'load_alpacaeval']
+__all__ = ['ORIENTATIONS', 'CORRECTIONS', 'METRICS', 'OVERLAP_METRICS', 'ALPACAEVAL_TABLES', 'ScoreArray', 'as_score_array',
+           'holm_adjust', 'RankingResult', 'relative_ranking', 'kendall_tau', 'ranking_heatmap', 'AlpacaEval',
+           'load_alpacaeval']
 
 # %% ../../nbs/04_dominance/30_ranking.ipynb #70ae2d46
 ORIENTATIONS = ("higher", "lower")
@@ -471,12 +472,13 @@ def ranking_heatmap(result: RankingResult,  # output of `relative_ranking`
 # %% ../../nbs/04_dominance/30_ranking.ipynb #92b7054a
 @dataclass(frozen=True)
 class AlpacaEval:
-    "The shipped AlpacaEval table (see `papercode/dominance/data/README.md`)."
-    table: dict  # long table: column name -> numpy array (prompt_id, dataset, model, 4 metrics)
-    scores: np.ndarray  # (805, 12, 4) scores, models in leaderboard order
+    "A shipped AlpacaEval table (see `papercode/dominance/data/README.md`)."
+    table: dict  # long table: column name -> numpy array (prompt_id, dataset, model, one column per metric)
+    scores: np.ndarray  # (805, 12, d) scores, models in leaderboard order
     models: tuple  # 12 model names, best length-controlled win rate first
-    metrics: dict  # {metric: "higher"} for the four metrics
+    metrics: dict  # {metric: "higher"} for the table's d metrics
     leaderboard: dict  # model -> {"win_rate", "length_controlled_winrate", "avg_length"}
+    name: str = "embedding"  # which table: a key of `ALPACAEVAL_TABLES`
 
     @property
     def lc_ranking(self) -> tuple:
@@ -484,6 +486,9 @@ class AlpacaEval:
         return tuple(sorted(self.models, key=lambda m: -self.leaderboard[m]["length_controlled_winrate"]))
 
 METRICS = ("m1_ref_cosine", "m2_instr_cosine", "m3_rougeL_f1", "m4_len_agreement")
+OVERLAP_METRICS = ("r1_bleu", "r2_chrf", "r3_rouge1_f1", "r4_rouge2_f1", "r5_rougeL_f1", "r7_len_agreement")
+ALPACAEVAL_TABLES = {"embedding": ("alpacaeval_7b_metrics.csv", METRICS),  # name -> (file, metric columns)
+                     "overlap": ("alpacaeval_7b_overlap_metrics.csv", OVERLAP_METRICS)}
 
 def _read_csv(name, data_dir=None, columns=()):
     import csv
@@ -500,19 +505,23 @@ def _read_csv(name, data_dir=None, columns=()):
         raise ValueError(f"{name}: missing column(s) {missing} (has {list(rows[0])})")
     return {c: [r[c] for r in rows] for c in rows[0]}
 
-def load_alpacaeval(data_dir=None,  # folder with the two CSV files (None: the copy shipped with the package)
+def load_alpacaeval(data_dir=None,  # folder with the CSV files (None: the copy shipped with the package)
+                    table: str = "embedding",  # "embedding" (m1-m4) or "overlap" (r1-r7, no r6): see `ALPACAEVAL_TABLES`
                     ) -> AlpacaEval:
-    "Load the per-prompt AlpacaEval metrics of 12 models and their leaderboard numbers (shipped, or from `data_dir`)."
+    "Load one per-prompt AlpacaEval metric table of 12 models and their leaderboard numbers (shipped, or from `data_dir`)."
+    if table not in ALPACAEVAL_TABLES:
+        raise ValueError(f"table: expected one of {sorted(ALPACAEVAL_TABLES)}, got {table!r}")
+    name, (fname, cols) = table, ALPACAEVAL_TABLES[table]
     lb = _read_csv("alpacaeval_7b_leaderboard.csv", data_dir, ("model", "win_rate", "length_controlled_winrate", "avg_length"))
     num = {c: _numeric(lb[c], f"alpacaeval_7b_leaderboard.csv: column {c!r}")
            for c in ("win_rate", "length_controlled_winrate", "avg_length")}
     leaderboard = {m: dict(win_rate=float(w), length_controlled_winrate=float(l), avg_length=float(a))
                    for m, w, l, a in zip(lb["model"], num["win_rate"], num["length_controlled_winrate"], num["avg_length"])}
-    t = _read_csv("alpacaeval_7b_metrics.csv", data_dir, ("prompt_id", "dataset", "model", *METRICS))
-    table = {"prompt_id": _numeric(t["prompt_id"], "alpacaeval_7b_metrics.csv: column 'prompt_id'").astype(int),
+    t = _read_csv(fname, data_dir, ("prompt_id", "dataset", "model", *cols))
+    table = {"prompt_id": _numeric(t["prompt_id"], f"{fname}: column 'prompt_id'").astype(int),
              "dataset": np.asarray(t["dataset"]), "model": np.asarray(t["model"]),
-             **{m: _numeric(t[m], f"alpacaeval_7b_metrics.csv: column {m!r}") for m in METRICS}}
+             **{m: _numeric(t[m], f"{fname}: column {m!r}") for m in cols}}
     models = tuple(lb["model"])
-    sa = as_score_array(table, metrics={m: "higher" for m in METRICS}, models=models, standardize=None)
-    return AlpacaEval(table=table, scores=sa.scores.numpy(), models=models, metrics={m: "higher" for m in METRICS},
-                      leaderboard=leaderboard)
+    sa = as_score_array(table, metrics={m: "higher" for m in cols}, models=models, standardize=None)
+    return AlpacaEval(table=table, scores=sa.scores.numpy(), models=models, metrics={m: "higher" for m in cols},
+                      leaderboard=leaderboard, name=name)

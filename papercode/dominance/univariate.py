@@ -5,66 +5,9 @@
 # %% ../../nbs/04_dominance/00_univariate.ipynb #16a9f754
 from __future__ import annotations
 
-import torch
-
-from ..core.ot import ot_1d
-from ..core.utils import check_tensor, check_weights
+from ..core.ot.dominance1d import almost_dominance_ratio, first_order_dominance, quantile_pairs
+# the code lives in the core, shared with the preference-alignment chapter; this page explains it
+_all_ = ["quantile_pairs", "first_order_dominance", "almost_dominance_ratio"]
 
 # %% auto #0
 __all__ = ['quantile_pairs', 'first_order_dominance', 'almost_dominance_ratio']
-
-# %% ../../nbs/04_dominance/00_univariate.ipynb #ad480eca
-def _line(v, name, dtype=None):
-    v = check_tensor(v, name, ndim=(1, 2))
-    if v.is_complex(): raise ValueError(f"{name}: complex values are not scores (dtype {v.dtype})")
-    if not v.is_floating_point(): v = v.to(dtype or torch.float64)
-    return v if dtype is None else v.to(dtype)
-
-def _probs(w, name, n, side):
-    "`None`, or `w` checked to be a probability vector (or a batch of them) over the `n` points of `side`."
-    if w is None: return None  # uniform: left to the OT layer
-    return check_weights(w, name, n, where=side + " has {n} points", batch=True, total=1.0)
-
-def quantile_pairs(x,  # (n,) or (B, n) scores x_i
-                   y,  # (m,) or (B, m) scores y_j
-                   a=None,  # (n,) or (B, n) weights of x (None: uniform)
-                   b=None,  # (m,) or (B, m) weights of y (None: uniform), same total as a
-                   ) -> tuple:
-    "`(qx, qy, mass)`, each `(B, n+m)` (or `(n+m,)`): F_X^{-1} and F_Y^{-1} on the merged quantile grid, eq. (1)."
-    x = _line(x, "x"); y = _line(y, "y", x.dtype)
-    a = _probs(a, "a", x.shape[-1], "x"); b = _probs(b, "b", y.shape[-1], "y")
-    B = max([t.shape[0] for t in (x, y, a, b) if t is not None and getattr(t, "ndim", 1) == 2], default=0)
-    if B and x.ndim == 1: x = x.expand(B, -1)  # batched weights, shared points (ot_1d needs batched points)
-    if B and y.ndim == 1: y = y.expand(B, -1)
-    r = ot_1d(x, y, a, b, p=1)
-    i, j, mass = (t if t.ndim == 2 else t[None] for t in (r.i, r.j, r.mass))
-    B = i.shape[0]
-    xb = (x if x.ndim == 2 else x[None]).expand(B, -1)
-    yb = (y if y.ndim == 2 else y[None]).expand(B, -1)
-    qx, qy = xb.gather(-1, i), yb.gather(-1, j)
-    if r.i.ndim == 1: return qx[0], qy[0], mass[0]
-    return qx, qy, mass
-
-def first_order_dominance(x,  # (n,) or (B, n) scores of the candidate "better" model
-                          y,  # (m,) or (B, m) scores of the other model
-                          a=None,  # weights of x (None: uniform)
-                          b=None,  # weights of y (None: uniform)
-                          *, tol: float = 0.0,  # allowed shortfall: F_X^{-1} >= F_Y^{-1} - tol
-                          ) -> torch.Tensor:  # () or (B,) bool
-    "Whether `x` first-order dominates `y`: F_X^{-1}(p) >= F_Y^{-1}(p) for all p (eq. 1)."
-    qx, qy, mass = quantile_pairs(x, y, a, b)
-    real = mass > 1e-12 * mass.sum(-1, keepdim=True)  # intervals of positive length (not rounding slivers)
-    return ((qx >= qy - tol) | ~real).all(-1)
-
-# %% ../../nbs/04_dominance/00_univariate.ipynb #65acbedb
-def almost_dominance_ratio(x,  # (n,) or (B, n) scores of the candidate "better" model
-                           y,  # (m,) or (B, m) scores of the other model
-                           a=None,  # weights of x (None: uniform)
-                           b=None,  # weights of y (None: uniform)
-                           ) -> torch.Tensor:  # () or (B,) ratio in [0, 1]
-    "The W2 violation ratio ε(X, Y) of del Barrio et al. (2018), exactly, from quantile functions (eq. 2)."
-    qx, qy, mass = quantile_pairs(x, y, a, b)
-    diff = qy - qx
-    num = (mass * diff.clamp_min(0) ** 2).sum(-1)
-    den = (mass * diff ** 2).sum(-1)
-    return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))

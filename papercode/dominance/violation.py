@@ -13,7 +13,7 @@ import torch
 
 from ..core.ot import Cost, emd, sinkhorn
 from ..core.utils import check_tensor, check_weights
-from .univariate import quantile_pairs
+from ..core.ot.dominance1d import quantile_pairs
 
 # %% auto #0
 __all__ = ['COSTS', 'CONVEX_COSTS', 'check_cost', 'violation_h', 'check_scores', 'check_pair', 'cost_matrix', 'SharedKernelCost',
