@@ -185,6 +185,7 @@ class MultisetDP:
         self.nz = [tuple(j for j, v in enumerate(row) if v) for row in self.A]
         self.logw = [float(x) for x in logw]
         self.memo = {}  # (i, r) -> (count, logZ)
+        self.steps = {}  # (i, r) -> forward-sampling step (values, cdf), filled by sample_many
         d = len(self.A[0]) if self.A else 0
         self.dead, seen = [()] * (len(self.A) + 1), set()  # dead[i]: coordinates no vector i.. touches
         self.dead[len(self.A)] = tuple(range(d))
@@ -255,6 +256,39 @@ class MultisetDP:
             out[i], r = rs[k]
         return out
 
+    def _step(self, i: int, r: tuple) -> tuple:
+        "(values of m_i, cumulative probabilities) of the forward step from residual r, cached."
+        key = (i, r)
+        hit = self.steps.get(key)
+        if hit is not None: return hit
+        a, nz, lw = self.A[i], self.nz[i], self.logw[i]
+        ms, lp, rr = [], [], list(r)
+        for m in range(min(r[j] // a[j] for j in nz) + 1):
+            if m:
+                for j in nz: rr[j] -= a[j]
+            cc, lz = self.solve(i + 1, tuple(rr))
+            if cc: ms.append(m); lp.append(m * lw - math.lgamma(m + 1) + lz)
+        p = np.exp(np.array(lp) - max(lp)); cdf = np.cumsum(p / p.sum())
+        out = (np.array(ms, np.int64), cdf)
+        self.steps[key] = out
+        return out
+
+    def sample_many(self, r: tuple, n: int, rng: np.random.Generator) -> np.ndarray:
+        "(n, len(A)) i.i.d. draws ∝ Π π^m / m! summing to r: the n draws advance together, one step per vector."
+        A = np.array(self.A, np.int64).reshape(len(self.A), -1)
+        out = np.zeros((n, len(self.A)), np.int64)
+        R = np.tile(np.asarray(r, np.int64), (n, 1))  # (n, d) residual of every draw
+        for i in range(len(self.A)):
+            U, inv = np.unique(R, axis=0, return_inverse=True)  # the distinct residuals reached
+            steps = [self._step(i, tuple(int(v) for v in u)) for u in U]
+            w = max(len(s[0]) for s in steps)
+            vals = np.zeros((len(U), w), np.int64); cdf = np.ones((len(U), w))
+            for g, (ms, cd) in enumerate(steps): vals[g, :len(ms)] = ms; cdf[g, :len(ms)] = cd
+            k = (rng.random(n)[:, None] > cdf[inv.ravel()]).sum(1)  # inverse-CDF draw, all n at once
+            out[:, i] = vals[inv.ravel(), np.minimum(k, w - 1)]
+            R -= out[:, i:i + 1] * A[i]
+        return out
+
 def _lse(terms):
     if not terms: return -math.inf
     mx = max(terms)
@@ -280,8 +314,9 @@ class ExactSampler:
         t0 = time.perf_counter()
         self.c, self.dist = check_target(c, dist), dist
         idx = eligible(self.c, dist)
-        first = (dist.vectors[idx] > 0).argmax(1) if len(idx) else idx
-        self.idx = idx[np.argsort(first, kind="stable")]  # by first nonzero coordinate: coordinates close early
+        nz = dist.vectors[idx] > 0
+        rare = np.where(nz, nz.sum(0)[None, :], len(idx) + 1).argmin(1) if len(idx) else idx  # rarest coordinate
+        self.idx = idx[np.argsort(rare, kind="stable")]  # grouped by it: each coordinate closes right after its group
         A = dist.vectors[self.idx]
         keep = np.flatnonzero(self.c > 0)
         self.fixed = fixed_count(A, self.c) if len(A) else None
@@ -328,13 +363,22 @@ class ExactSampler:
             out += [self._full(m) for m in self.dp.enumerate(self.targets[n], rem)] if self.dp.A else [self._full([])]
         return np.array(out, np.int64).reshape(-1, len(self.dist.pi))
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, n: int,  # number of draws
+               rng: np.random.Generator,  # randomness
+               vectorized: bool = True,  # all draws advance together (numpy); False: one draw at a time
+               ) -> np.ndarray:  # (n, V) count vectors
         "(n, V) i.i.d. draws from P_b (multinomial factor included)."
         if self.info.n_solutions == 0:
             raise ValueError("sample: the block has no solution (no multiset of eligible vectors sums to c)")
         ns = sorted(self.logn)
         lp = np.array([self.logn[k] for k in ns]); p = np.exp(lp - lp.max()); p /= p.sum()
         out = np.zeros((n, len(self.dist.pi)), np.int64)
+        if vectorized:
+            which = rng.choice(len(ns), size=n, p=p)  # the household count of each draw
+            for j, k in enumerate(ns):
+                rows = np.flatnonzero(which == j)
+                if len(rows) and self.dp.A: out[np.ix_(rows, self.idx)] = self.dp.sample_many(self.targets[k], len(rows), rng)
+            return out
         for s in range(n):
             k = ns[rng.choice(len(ns), p=p)]
             out[s] = self._full(self.dp.sample(self.targets[k], rng)) if self.dp.A else 0

@@ -166,7 +166,7 @@ def claim_hardness(cfg: CensusConfig, seed: int = 0, progress=lambda x, **k: x) 
         truth = has_exact_cover(sets, q)
         agree += feas == truth; yes += truth; no += not truth
     st = synthetic_state(cfg.n_blocks, seed=seed + 112, max_households=cfg.max_households, n_pums=cfg.n_pums)
-    md = synthesize(st, seed=seed + 113, limit=cfg.pool, max_states=cfg.max_states, progress=False)
+    md = synthesize(st, seed=seed + 113, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
     solved = md.n_solutions > 0
     ns = np.sort(md.n_solutions[solved])
     ccdf = 1.0 - np.arange(len(ns)) / len(ns)
@@ -289,7 +289,7 @@ def exp_chains(ctx: RunContext) -> Outcome:
 def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
     st = synthetic_state(cfg.n_blocks, seed=seed + 131, max_households=cfg.max_households, n_pums=cfg.n_pums)
     dist = household_distribution(st.pums)
-    md = synthesize(st, dist=dist, seed=seed + 132, limit=cfg.pool, max_states=cfg.max_states, progress=False)
+    md = synthesize(st, dist=dist, seed=seed + 132, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
     exact_ok = True
     rows = md.rows[:, 0]
     for b in np.flatnonzero(md.level > 0):
@@ -306,7 +306,7 @@ def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
         draw = rng.choice(len(dist.households), size=len(md.households), p=dist.hh_pi)
         base.append(tvd(key_distribution([dist.households[i] for i in draw]), truth))
     d2 = reweight(dist, md)
-    md2 = synthesize(st, dist=d2, seed=seed + 134, limit=cfg.pool, max_states=cfg.max_states, progress=False)
+    md2 = synthesize(st, dist=d2, seed=seed + 134, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
     syn2 = key_distribution(md2.households)
     stats = lambda p: dict(tvd_truth=tvd(p, truth), tvd_pums=tvd(p, pums), size_adj_pums=size_adjusted_tvd(p, pums),
                            size_adj_truth=size_adjusted_tvd(p, truth), mixed_race=mixed_race_share(p),

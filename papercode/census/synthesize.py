@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exact import DPTooLarge, ExactSampler, HouseholdDist, dist_from_households, household_distribution
-from .chains import to_households
+from .exact import (DPTooLarge, ExactSampler, HouseholdDist, check_target, dist_from_households,
+                                    eligible, fixed_count, household_distribution, vector_distribution)
+from .chains import reduced_chain_run, to_households
+from .solvers import highs_map, solve_block
 from .tables import BlockTables, Household, encode_block, encode_household, tabulate
 
 # %% auto #0
-__all__ = ['RACE_SHARES', 'HISP_BY_RACE', 'SIZE_SHARES', 'COLUMNS', 'SyntheticState', 'synthetic_state', 'Microdata',
+__all__ = ['RACE_SHARES', 'HISP_BY_RACE', 'SIZE_SHARES', 'COLUMNS', 'SyntheticState', 'synthetic_state', 'Microdata', 'BlockDraw',
+           'fallback_sample', 'adults_band', 'conditioned_members', 'draw_households', 'BlockResult', 'draw_block',
            'synthesize', 'household_key', 'key_distribution', 'tvd', 'size_adjusted_tvd', 'mixed_race_share',
            'one_person_share', 'reweight']
 
@@ -83,12 +86,16 @@ class Microdata:
     households: tuple  # (H,) the Household of each row
     level: np.ndarray  # (B,) accuracy level used per block (0 = unsolved or empty)
     use_age: np.ndarray  # (B,) bool
-    n_solutions: np.ndarray  # (B,) |X_b| at the level used (0 unsolved)
+    n_solutions: np.ndarray  # (B,) |X_b| at the level used; -1 unknown (incomplete pool); 0 unsolved
     seconds: np.ndarray  # (B,) wall time per block
     unsolved: tuple  # (block, reason) pairs
     limit: int  # pool size N used for `covered`
     seed: int  # sampling seed
     complete: bool  # every block with people was solved
+    sampler: tuple  # (B,) per block: "single", "dp", "cpsat_pool", "reduced_chain", "cpsat_pool_truncated", "highs_map" or ""
+    law: tuple  # (B,) per block, the law its households were drawn from, in words
+    exact: np.ndarray  # (B,) bool, drawn exactly from P_b (i.i.d. draw, not a chain or a truncated pool)
+    age_law: tuple  # (B,) per block without age constraints: how the adults were drawn; "" elsewhere
 
     @property
     def covered(self) -> np.ndarray:
@@ -103,16 +110,207 @@ def _single(t: BlockTables) -> Household:
     r, f, s = (int(v[0]) for v in np.nonzero(t.p28_race))
     return Household(counts=tuple(t.p5.ravel()), adults=int(t.p16[1]), race=r, hispanic=bool(t.p28_hisp.sum()), family=f == 0)
 
+# %% ../../nbs/08_census/50_synthesize.ipynb #66deee4a
+@dataclass(frozen=True, eq=False)
+class BlockDraw:
+    "One draw of a block's count vector at one level, and how it was obtained."
+    m: np.ndarray  # (V,) counts over the level's vectors
+    sampler: str  # "dp", "cpsat_pool", "reduced_chain", "cpsat_pool_truncated" or "highs_map"
+    law: str  # the law of m, in words
+    exact: bool  # m is an exact draw from P_b
+    n_solutions: int  # |X_b| when known (exact DP, complete pool), -1 when unknown
+    redraw: object  # callable giving another independent exact draw (exact samplers), else None
+
+def _have(mod):
+    import importlib.util
+    return importlib.util.find_spec(mod) is not None
+
+def fallback_sample(c,  # (d,) block target at the distribution's level
+                    dist: HouseholdDist,  # π at that level
+                    rng: np.random.Generator,  # randomness
+                    *, seed: str = "cpsat",  # "cpsat": solution pool first; "highs": the HiGHS most-likely point
+                    limit: int = 1000,  # pool size N
+                    k: int = 3,  # reduced chain: households resampled per move
+                    steps: int = 10_000,  # reduced-chain iterations
+                    time_limit: float | None = None,  # seconds per solver call
+                    ) -> BlockDraw | None:  # None: the block is infeasible at this level
+    "Draw a block the exact DP gave up on: a complete CP-SAT pool (exact), else the reduced chain from a feasible point."
+    c = check_target(c, dist)
+    idx = eligible(c, dist)
+    if len(idx) == 0: return None
+    sub = vector_distribution(dist.vectors[idx], dist.pi[idx] / dist.pi[idx].sum())  # same P_b, eligible vectors only
+    full = lambda x: np.bincount(idx, weights=x, minlength=len(dist.pi)).astype(np.int64)
+    fixed = fixed_count(sub.vectors, c)
+    if seed == "cpsat":
+        if not _have("ortools"):
+            raise ImportError("fallback: the exact DP gave up and OR-Tools is not installed (pip install -e '.[census]')")
+        sol = solve_block(c, sub, method="cpsat", limit=limit, time_limit=time_limit)
+        if len(sol.counts) == 0:
+            if sol.complete: return None
+            raise RuntimeError(f"fallback: CP-SAT found no solution ({sol.status})")
+        S = len(sol.counts)
+        if sol.complete:
+            draw = lambda: full(sol.counts[rng.choice(S, p=sol.prob)])
+            return BlockDraw(m=draw(), sampler="cpsat_pool", law=f"P_b exactly: the complete CP-SAT pool ({S} solutions), "
+                             "renormalised", exact=True, n_solutions=S, redraw=draw)
+        x0, origin = sol.counts[0], f"the most probable of {S} CP-SAT pool solutions ({sol.status})"
+        if fixed is None:  # level 3: a move of the reduced chain could change the household count
+            m = full(sol.counts[rng.choice(S, p=sol.prob)])
+            return BlockDraw(m=m, sampler="cpsat_pool_truncated", law=f"P_b restricted to the {S} pool solutions found "
+                             "(saturated pool, household count free, so no reduced chain): not P_b", exact=False,
+                             n_solutions=-1, redraw=None)
+    elif seed == "highs":
+        if not _have("highspy"):
+            raise ImportError("fallback: the exact DP gave up and HiGHS is not installed (pip install -e '.[census]')")
+        x0, status = highs_map(c, sub, time_limit)
+        if x0 is None:
+            if "nfeasible" in status: return None
+            raise RuntimeError(f"fallback: HiGHS found no solution ({status})")
+        origin = "the HiGHS most-likely point"
+        if fixed is None:
+            return BlockDraw(m=full(x0), sampler="highs_map", law="the HiGHS most-likely point (one point, not a draw "
+                             "from P_b: the household count is free, so no reduced chain)", exact=False, n_solutions=-1, redraw=None)
+    else:
+        raise ValueError(f"seed: expected 'cpsat' or 'highs', got {seed!r}")
+    if fixed <= 1: return BlockDraw(m=full(x0), sampler="highs_map" if seed == "highs" else "cpsat_pool", law="the only solution", exact=True, n_solutions=1, redraw=None)
+    kk = min(int(k), fixed - 1)  # resampling the whole block would need the enumeration the DP gave up on
+    x = reduced_chain_run(np.asarray(x0, np.int64), sub, kk, steps, rng)
+    return BlockDraw(m=full(x), sampler="reduced_chain", law=f"P_b approximately: reduced chain (k={kk}) run {steps} "
+                     f"steps from {origin}", exact=False, n_solutions=-1, redraw=None)
+
+# %% ../../nbs/08_census/50_synthesize.ipynb #70ddfb81
+def adults_band(t: BlockTables) -> tuple:
+    "(lo, hi): the 18+ count of all the block's people allowed by P16 (18+ in households) plus the group-quarters residents."
+    return int(t.p16[1]), int(t.p16[1] + max(0, t.persons - t.p16[0]))
+
+def conditioned_members(m: np.ndarray,  # (V,) counts over dist.vectors
+                        dist: HouseholdDist,  # π with households
+                        rng: np.random.Generator,  # randomness
+                        band: tuple,  # (lo, hi) total adults allowed
+                        ) -> tuple | None:  # households, or None when no choice meets the band
+    "Households for the vectors of m, each ∝ π given its vector, conditioned on the total adults lying in `band`."
+    opts = []
+    for v in np.flatnonzero(m):
+        mem = np.array(dist.members[v]); p = dist.hh_pi[mem] / dist.hh_pi[mem].sum()
+        a = np.array([dist.households[j].adults for j in mem])
+        opts += [(mem, p, a)] * int(m[v])
+    top = sum(int(a.max()) for _, _, a in opts)
+    g = [None] * (len(opts) + 1)  # g[i][s]: probability that households i.. have s adults in all
+    g[-1] = np.zeros(top + 1); g[-1][0] = 1.0
+    for i in range(len(opts) - 1, -1, -1):
+        _, p, a = opts[i]
+        g[i] = np.zeros(top + 1)
+        for pj, aj in zip(p, a): g[i][aj:] += pj * g[i + 1][:top + 1 - aj]
+    lo, hi = band
+    w = g[0][lo:hi + 1] if lo <= top else np.zeros(0)
+    if w.sum() <= 0: return None
+    s = lo + rng.choice(len(w), p=w / w.sum())  # the total, then each household given what is left
+    out = []
+    for i, (mem, p, a) in enumerate(opts):
+        q = np.array([pj * (g[i + 1][s - aj] if 0 <= s - aj <= top else 0.0) for pj, aj in zip(p, a)])
+        j = rng.choice(len(q), p=q / q.sum())
+        out.append(dist.households[mem[j]]); s -= a[j]
+    return tuple(out)
+
+def draw_households(d: BlockDraw,  # the block's draw
+                    dist: HouseholdDist,  # π at the level of the draw
+                    rng: np.random.Generator,  # randomness
+                    band: tuple | None = None,  # (lo, hi) adults allowed, for blocks solved without age; None: none
+                    tries: int = 200,  # exact joint draws tried before the two-stage draw
+                    ) -> tuple:  # (count vector used, households, law of the ages in words)
+    "Households for a block's draw; without age constraints, adults drawn consistently with the 18+ band."
+    hh = to_households(d.m, dist, rng)
+    if band is None: return d.m, hh, ""
+    lo, hi = band
+    m = d.m
+    if d.redraw is not None:  # exact sampler: rejection gives the joint law of (vectors, households) given the band
+        for _ in range(tries):
+            if lo <= sum(h.adults for h in hh) <= hi:
+                return m, hh, (f"exact: P_b jointly with π(household | vector), conditioned on 18+ in [{lo}, {hi}] "
+                               "(rejection)")
+            m = d.redraw(); hh = to_households(m, dist, rng)
+    hc = conditioned_members(m, dist, rng, band)
+    if hc is None:
+        return m, hh, f"π(household | vector): no household choice for these vectors has 18+ in [{lo}, {hi}], band not imposed"
+    return m, hc, (f"two-stage: vectors from the block's sampler, then households ∝ π given their vectors, "
+                   f"conditioned on 18+ in [{lo}, {hi}]")
+
+# %% ../../nbs/08_census/50_synthesize.ipynb #d5104963
+@dataclass(frozen=True, eq=False)
+class BlockResult:
+    "The synthetic households of one block and how they were drawn."
+    households: tuple  # the block's households (empty when unsolved)
+    level: int  # accuracy level used (0 = unsolved or empty)
+    use_age: bool  # the block's age tables are consistent (official code's use_age)
+    n_solutions: int  # as in `Microdata.n_solutions`
+    sampler: str  # as in `Microdata.sampler`
+    law: str  # the law of the households' vectors
+    exact: bool  # exact draw from P_b
+    age_law: str  # how the adults were drawn where age is not matched by the encoding ("" elsewhere)
+    reason: str  # why the block is unsolved ("" when solved)
+
+def draw_block(t: BlockTables,  # the block's tables
+               dist: HouseholdDist,  # π at level 1 (with households)
+               rng: np.random.Generator,  # randomness
+               *, levels: tuple = (1, 2, 3),  # accuracy levels tried in order
+               limit: int = 1000,  # pool size N of the fallback
+               max_states: int = 200_000,  # DP states before the fallback takes over
+               fallback: str = "cpsat",  # "cpsat", "highs" or "none" (give the block up)
+               k: int = 3,  # reduced chain of the fallback: households resampled per move
+               chain_steps: int = 10_000,  # reduced chain of the fallback: iterations
+               time_limit: float | None = None,  # seconds per solver call of the fallback
+               cache: dict | None = None,  # π at each (level, use_age), shared across blocks
+               ) -> BlockResult:
+    "Draw one block's households at the first feasible accuracy level: exact DP, else the solver fallback."
+    cache = {} if cache is None else cache
+    if t.persons == 0:
+        return BlockResult((), 0, t.use_age, 0, "", "", False, "", "")
+    if t.households == 1 and t.use_age:
+        return BlockResult((_single(t),), 1, True, 1, "single", "the block's tables are its one household", True, "", "")
+    for level in levels:
+        u = True if level == 1 else bool(t.use_age)
+        if (level, u) not in cache: cache[level, u] = dist.at(level, u)
+        dl = cache[level, u]
+        c = encode_block(t, level, u)
+        try:
+            ex = ExactSampler(c, dl, max_states=max_states)
+            if not ex.info.n_solutions: continue
+            redraw = lambda ex=ex: ex.sample(1, rng)[0]
+            d = BlockDraw(m=redraw(), sampler="dp", law="P_b exactly: exact DP sampler", exact=True,
+                          n_solutions=ex.info.n_solutions, redraw=redraw)
+        except DPTooLarge:
+            if fallback == "none":
+                return BlockResult((), 0, t.use_age, 0, "", "", False, "", f"level {level}: the exact DP needs more "
+                                   f"than {max_states} states and the fallback is off")
+            try:
+                d = fallback_sample(c, dl, rng, seed=fallback, limit=limit, k=k, steps=chain_steps, time_limit=time_limit)
+            except (ImportError, RuntimeError) as e:
+                return BlockResult((), 0, t.use_age, 0, "", "", False, "", f"level {level}: the exact DP needs more "
+                                   f"than {max_states} states; {e}")
+            if d is None: continue
+        band = adults_band(t) if level > 1 and not u else None
+        m, hh, age_law = draw_households(d, dl, rng, band)
+        return BlockResult(hh, level, t.use_age, d.n_solutions, d.sampler, d.law, d.exact, age_law, "")
+    why = ("P3/P5 count group-quarters residents that P16/P28 do not" if t.persons != t.p16[0] else "")
+    return BlockResult((), 0, t.use_age, 0, "", "", False, "",
+                       f"infeasible at levels {tuple(levels)}: no multiset of the sample's households reproduces the "
+                       "block's tables (the loosest, level 3, asks for the P3 race totals, the Hispanic total"
+                       + (" and the P16 18+ count)" if t.use_age else ")") + (f" ({why})" if why else ""))
+
 def synthesize(state,  # a SyntheticState, or a sequence of BlockTables together with `pums`
                *, pums=None,  # household sample for π (default: state.pums)
                dist: HouseholdDist | None = None,  # π directly (e.g. re-weighted); overrides pums
                levels: tuple = (1, 2, 3),  # accuracy levels tried in order
-               limit: int = 1000,  # pool size N for the coverage statistic
+               limit: int = 1000,  # pool size N (coverage statistic and fallback pool)
                seed: int = 0,  # sampling seed
-               max_states: int = 200_000,  # DP states per block and level before the block is given up
+               max_states: int = 200_000,  # DP states per block and level before the fallback takes over
+               fallback: str = "cpsat",  # "cpsat" (pool, then reduced chain), "highs" (MAP, then chain) or "none"
+               k: int = 3,  # fallback reduced chain: households resampled per move
+               chain_steps: int = 10_000,  # fallback reduced chain: iterations
+               time_limit: float | None = None,  # seconds per solver call of the fallback
                progress: bool = True,  # show a progress bar
                ) -> Microdata:
-    "Draw synthetic households for every block, exactly from P_b at the first feasible accuracy level."
+    "Draw synthetic households for every block at the first feasible accuracy level (exact DP, else the solver fallback)."
     tables = state.tables if isinstance(state, SyntheticState) else tuple(state)
     if dist is None:
         pums = state.pums if pums is None and isinstance(state, SyntheticState) else pums
@@ -120,43 +318,28 @@ def synthesize(state,  # a SyntheticState, or a sequence of BlockTables together
         dist = household_distribution(pums, level=1)
     if not levels or any(l not in (1, 2, 3) for l in levels):
         raise ValueError(f"levels: expected a non-empty subset of (1, 2, 3), got {levels!r}")
+    if fallback not in ("cpsat", "highs", "none"):
+        raise ValueError(f"fallback: expected 'cpsat', 'highs' or 'none', got {fallback!r}")
     rng = np.random.default_rng(seed)
-    dists, rows, hhs, unsolved = {}, [], [], []
+    cache, rows, hhs, unsolved, res = {}, [], [], [], []
     B = len(tables)
-    lev, ua, nsol, secs = np.zeros(B, np.int64), np.zeros(B, bool), np.zeros(B, np.int64), np.zeros(B)
+    secs = np.zeros(B)
     from tqdm.auto import tqdm
     for b in tqdm(range(B), desc="blocks", disable=None if progress else True, leave=False):
-        t0 = time.perf_counter(); t = tables[b]
-        ua[b] = t.use_age
-        if t.persons == 0: continue
-        if t.households == 1 and t.use_age:
-            h = _single(t); lev[b], nsol[b] = 1, 1
-            rows.append(_row(b, h, 1, True)); hhs.append(h); secs[b] = time.perf_counter() - t0; continue
-        for level in levels:
-            u = True if level == 1 else bool(t.use_age)
-            if (level, u) not in dists: dists[level, u] = dist.at(level, u)
-            dl = dists[level, u]
-            try:
-                ex = ExactSampler(encode_block(t, level, u), dl, max_states=max_states)
-            except DPTooLarge:
-                unsolved.append((b, f"level {level}: the exact DP needs more than {max_states} states "
-                                    "(no MCMC fallback in this chapter)")); break
-            if ex.info.n_solutions:
-                m = ex.sample(1, rng)[0]
-                for h in to_households(m, dl, rng):
-                    rows.append(_row(b, h, level, u)); hhs.append(h)
-                lev[b], nsol[b] = level, ex.info.n_solutions
-                break
-        else:
-            why = ("P3/P5 count group-quarters residents that P16/P28 do not" if t.persons != t.p16[0] else "")
-            unsolved.append((b, f"infeasible at levels {tuple(levels)}: no multiset of the sample's households "
-                                f"reproduces the block's tables (the loosest, level 3, asks for the P3 race totals, the Hispanic total"
-                                + (" and the P16 18+ count)" if t.use_age else ")")
-                                + (f" ({why})" if why else "")))
-        secs[b] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = draw_block(tables[b], dist, rng, levels=levels, limit=limit, max_states=max_states, fallback=fallback,
+                       k=k, chain_steps=chain_steps, time_limit=time_limit, cache=cache)
+        for h in r.households:
+            rows.append(_row(b, h, r.level, True if r.level == 1 else r.use_age)); hhs.append(h)
+        if r.reason: unsolved.append((b, r.reason))
+        res.append(r); secs[b] = time.perf_counter() - t0
     R = np.array(rows, np.int64).reshape(-1, len(COLUMNS))
-    return Microdata(rows=R, households=tuple(hhs), level=lev, use_age=ua, n_solutions=nsol, seconds=secs,
-                     unsolved=tuple(unsolved), limit=int(limit), seed=seed, complete=not unsolved)
+    return Microdata(rows=R, households=tuple(hhs), level=np.array([r.level for r in res], np.int64).reshape(B),
+                     use_age=np.array([r.use_age for r in res], bool).reshape(B),
+                     n_solutions=np.array([r.n_solutions for r in res], np.int64).reshape(B), seconds=secs,
+                     unsolved=tuple(unsolved), limit=int(limit), seed=seed, complete=not unsolved,
+                     sampler=tuple(r.sampler for r in res), law=tuple(r.law for r in res),
+                     exact=np.array([r.exact for r in res], bool).reshape(B), age_law=tuple(r.age_law for r in res))
 
 # %% ../../nbs/08_census/50_synthesize.ipynb #9bc7e7bb
 def household_key(h: Household) -> tuple:

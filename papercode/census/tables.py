@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['RACES', 'LEVEL_DIMS', 'Household', 'check_counts', 'BlockTables', 'tabulate', 'encode_household', 'encode_block',
-           'to_nhgis', 'from_nhgis', 'read_nhgis_blocks']
+__all__ = ['RACES', 'LEVEL_DIMS', 'PUMS_RACE', 'Household', 'check_counts', 'BlockTables', 'tabulate', 'encode_household',
+           'encode_block', 'to_nhgis', 'from_nhgis', 'read_nhgis_blocks', 'read_pums']
 
 # %% ../../nbs/08_census/10_tables.ipynb #f6cf51d1
 RACES = ("White", "Black", "AIAN", "Asian", "NHPI", "Other", "Two+")  # SF1 race categories, in table order
@@ -270,3 +270,50 @@ def read_nhgis_blocks(path,  # NHGIS block CSV (2010_SF1a, level Block), one row
             except ValueError as e:
                 raise ValueError(f"{path.name}, line {i}: {e}") from None
     return out
+
+# %% ../../nbs/08_census/10_tables.ipynb #f654550e
+PUMS_RACE = {1: 0, 2: 1, 3: 2, 4: 2, 5: 2, 6: 3, 7: 4, 8: 5, 9: 6}  # ACS RAC1P code -> SF1 race index (3-5: AIAN)
+_REL = {  # relationship column: (householder code, group-quarters codes, relatives of the householder)
+    "RELSHIPP": (20, {37, 38}, {21, 23, 25, 26, 27, 28, 29, 30, 31, 32, 33}),  # ACS 2019 onward
+    "RELP": (0, {16, 17}, set(range(1, 11))),  # ACS 2010-2018
+}
+
+def read_pums(path,  # ACS PUMS person file (CSV, e.g. psam_p01.csv): SERIALNO, AGEP, HISP, RAC1P, RELSHIPP or RELP
+              ) -> tuple:  # the households (one per SERIALNO with a householder), each counted once
+    "Households from an ACS PUMS person CSV; errors name the file, the line and the column."
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"PUMS file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        rel = next((r for r in _REL if r in cols), None)
+        missing = [c for c in ("SERIALNO", "AGEP", "HISP", "RAC1P") if c not in cols] + ([] if rel else ["RELSHIPP (or RELP)"])
+        if missing:
+            raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
+        head, gq, relatives = _REL[rel]
+        units = {}
+        for i, row in enumerate(reader, start=2):
+            def g(k):
+                v = (row.get(k) or "").strip()
+                try: return int(v)
+                except ValueError: raise ValueError(f"{path.name}, line {i}: column {k} is not an integer: {v!r}") from None
+            r, age, hisp, race = g(rel), g("AGEP"), g("HISP"), g("RAC1P")
+            if r in gq: continue  # group-quarters residents are not in households
+            if race not in PUMS_RACE:
+                raise ValueError(f"{path.name}, line {i}: column RAC1P has an unknown race code {race} (expected 1-9)")
+            if hisp < 1:
+                raise ValueError(f"{path.name}, line {i}: column HISP has an unknown origin code {hisp} (expected 1-24)")
+            units.setdefault(row["SERIALNO"].strip(), []).append((r, age, hisp > 1, PUMS_RACE[race], i))
+    out = []
+    for serial, people in units.items():
+        heads = [p for p in people if p[0] == head]
+        if len(heads) != 1:
+            raise ValueError(f"{path.name}: household SERIALNO {serial} has {len(heads)} householders ({rel} = {head}), "
+                             f"expected 1 (lines {', '.join(str(p[4]) for p in people)})")
+        counts = [0] * 14
+        for _, _, h, rc, _ in people: counts[7 * h + rc] += 1
+        adults = max(1, sum(p[1] >= 18 for p in people))  # a householder under 18 counts as an adult (official code)
+        family = len(people) > 1 and any(p[0] in relatives for p in people)
+        out.append(Household(counts=tuple(counts), adults=adults, race=heads[0][3], hispanic=heads[0][2], family=family))
+    return tuple(out)

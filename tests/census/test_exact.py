@@ -104,7 +104,7 @@ def test_retabulation_round_trip_and_truth_is_feasible():
 
 def test_fallback_levels_group_quarters_and_missing_support():
     st = synthetic_state(60, seed=8, n_pums=3000, gq_share=0.3)
-    md = synthesize(st, seed=1, progress=False)
+    md = synthesize(st, seed=1, fallback="none", progress=False)  # blocks over the DP cap: see test_pipeline.py
     gq = np.flatnonzero((st.gq > 0) & (md.level > 0))
     assert len(gq) > 0
     assert all(md.level[b] >= 2 and not md.use_age[b] for b in gq)  # group quarters: never level 1
