@@ -1,0 +1,112 @@
+"Closed forms, round trips and the autograd identity of the SDS gradient, on instances the notebooks do not use."
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from papercode.core.testing import assert_close
+from papercode.score_distillation import (EpsMLP, GaussianModel, ImageParam, ddim_invert, ddim_step, distill, guided_eps,
+                                          kappa_star, ring_gmm, sd_schedule, sds_stationary_variance, x0_from_eps)
+
+S = sd_schedule()
+
+
+def _gauss(D=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return GaussianModel(torch.randn(D, generator=g, dtype=torch.float64), 0.05 + 2 * torch.rand(D, generator=g, dtype=torch.float64), S)
+
+
+def test_gaussian_eps_is_the_scaled_score_of_the_noisy_marginal():
+    G = _gauss()
+    x = torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    for t in (3, 250, 999):
+        a = S.alpha(t)
+        v = a * G.lam + 1 - a
+        logp = (-(x - a.sqrt() * G.mu) ** 2 / (2 * v) - 0.5 * v.log()).sum()
+        score = torch.autograd.grad(logp, x)[0]
+        assert_close(G(x, t), -(1 - a).sqrt() * score, rtol=1e-12, atol=1e-14, msg=f"ε* at t={t}")
+        assert_close(x0_from_eps(S, x, G(x, t), t), G.posterior_mean(x, t), rtol=1e-10, atol=1e-12, msg="Tweedie = posterior mean")
+
+
+def test_posterior_mean_against_monte_carlo_regression():
+    G, t = _gauss(3, 2), 400
+    g = torch.Generator().manual_seed(3)
+    x0 = G.sample(200_000, g)
+    a = S.alpha(t)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    # E[x0 | xt] is affine per coordinate: least squares recovers slope and intercept
+    for j in range(3):
+        A = torch.stack([xt[:, j], torch.ones_like(xt[:, j])], 1)
+        coef = torch.linalg.lstsq(A, x0[:, j:j + 1]).solution[:, 0]
+        q = torch.tensor([[0.7], [1.0]], dtype=torch.float64)
+        pred = float(coef @ q)
+        x = torch.full((1, 3), 0.7, dtype=torch.float64)
+        assert pred == pytest.approx(float(G.posterior_mean(x, t)[0, j]), abs=0.02)
+
+
+class NoClosedForm:
+    "A Gaussian model hiding its closed-form κ*, so that kappa_star uses Newton."
+    prediction_type, n_classes = "epsilon", 0
+
+    def __init__(self, G): self.G, self.dim, self.schedule = G, G.dim, G.schedule
+
+    def __call__(self, x, t, cond=None): return self.G(x, t)
+
+
+@pytest.mark.parametrize("t", [20, 500, 990])
+def test_newton_root_equals_the_closed_form(t):
+    G = _gauss(5, 4)
+    x0 = G.sample(7, torch.Generator().manual_seed(5))
+    r = kappa_star(NoClosedForm(G), x0, t)
+    assert r.converged and r.n_iter >= 1
+    assert_close(r.kappa, G.kappa_exact(x0, t), rtol=1e-8, atol=1e-9, msg="Newton vs closed form κ*")
+
+
+def test_fine_inversion_converges_to_the_continuous_closed_form():
+    G = _gauss(4, 6)
+    x0 = G.sample(6, torch.Generator().manual_seed(7))
+    t = 0.35
+    ref = G.kappa_inversion(x0, S.to_int(t))
+    errs = [float((ddim_invert(G, x0, t, S, n_steps=n, eta=0.0, delta=0).kappa - ref).abs().max()) for n in (20, 200, 1000)]
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.02 * float(ref.abs().max())
+    assert float((ref / G.kappa_exact(x0, S.to_int(t))).max()) <= 0.5
+
+
+@pytest.mark.parametrize("eta,lam,t", [(1.0, 1.0, 100), (0.5, 0.3, 40), (0.2, 2.0, 300)])
+def test_sds_stationary_variance_at_fixed_t(eta, lam, t):
+    G = GaussianModel(torch.zeros(128), torch.full((128,), lam), S)
+    r = distill(ImageParam(64, 128, init=torch.zeros(64, 128)), G, noise="sds", iters=600, t_range=(t / 1000, t / 1000),
+                lr=eta, seed=8, n_frames=1)
+    v = float((r.x0 ** 2).mean())
+    assert v == pytest.approx(sds_stationary_variance(eta, lam, float(S.alpha(t))), rel=0.08)
+
+
+def test_gamma_zero_inversion_round_trip_converges():
+    "Invert with γ = 0 and η = 0, run DDIM back on the reversed grid: the error falls with the number of steps (App. E)."
+    M = ring_gmm(S)
+    x0 = M.sample(64, None, torch.Generator().manual_seed(9))[0]
+    errs = []
+    for n in (10, 50, 250):
+        inv = ddim_invert(M, x0, 0.6, S, n_steps=n, gamma_inv=0.0, eta=0.0, variant="code", delta=0)
+        ts, x = inv.timesteps, inv.x
+        for s2, s in zip(ts[::-1][:-1], ts[::-1][1:]):
+            x, _ = ddim_step(S, guided_eps(M, x, s2), s2, s, x)
+        errs.append(float((x - x0).abs().max()))
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 0.05, errs
+
+
+def test_sds_loss_gradient_is_sigma_times_eps_minus_kappa():
+    torch.manual_seed(10)
+    net = EpsMLP(12, 4, 24).double()
+    x0 = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
+    kappa = torch.randn(5, 12, dtype=torch.float64)
+    c = torch.tensor([0, 1, 2, 3, 0])
+    for t in (50, 600, 980):
+        a = S.alpha(t)
+        with torch.no_grad():
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * kappa
+            eps = guided_eps(net, xt, t, c, 3.0)
+            target = (xt - (1 - a).sqrt() * eps) / a.sqrt()
+        g, = torch.autograd.grad(0.5 * ((x0 - target) ** 2).sum(), x0)
+        assert_close(g, S.sigma(t) * (eps - kappa), rtol=1e-10, atol=1e-12, msg=f"∂/∂x0 at t={t}")
