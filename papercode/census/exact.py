@@ -283,7 +283,7 @@ class MultisetDP:
             steps = [self._step(i, tuple(int(v) for v in u)) for u in U]
             w = max(len(s[0]) for s in steps)
             vals = np.zeros((len(U), w), np.int64); cdf = np.ones((len(U), w))
-            for g, (ms, cd) in enumerate(steps): vals[g, :len(ms)] = ms; cdf[g, :len(ms)] = cd
+            for g, (ms, cd) in enumerate(steps): vals[g, :len(ms)] = ms; cdf[g, :len(ms)] = cd; cdf[g, len(ms) - 1] = 1.0  # no draw past the last value by rounding
             k = (rng.random(n)[:, None] > cdf[inv.ravel()]).sum(1)  # inverse-CDF draw, all n at once
             out[:, i] = vals[inv.ravel(), np.minimum(k, w - 1)]
             R -= out[:, i:i + 1] * A[i]
