@@ -486,7 +486,8 @@ class AlpacaEval:
         return tuple(sorted(self.models, key=lambda m: -self.leaderboard[m]["length_controlled_winrate"]))
 
 METRICS = ("m1_ref_cosine", "m2_instr_cosine", "m3_rougeL_f1", "m4_len_agreement")
-OVERLAP_METRICS = ("r1_bleu", "r2_chrf", "r3_rouge1_f1", "r4_rouge2_f1", "r5_rougeL_f1", "r7_len_agreement")
+OVERLAP_METRICS = ("r1_bleu", "r2_chrf", "r3_rouge1_f1", "r4_rouge2_f1", "r5_rougeL_f1", "r6_bertscore_f1",
+    "r7_len_agreement")
 ALPACAEVAL_TABLES = {"embedding": ("alpacaeval_7b_metrics.csv", METRICS),  # name -> (file, metric columns)
                      "overlap": ("alpacaeval_7b_overlap_metrics.csv", OVERLAP_METRICS)}
 
@@ -506,7 +507,7 @@ def _read_csv(name, data_dir=None, columns=()):
     return {c: [r[c] for r in rows] for c in rows[0]}
 
 def load_alpacaeval(data_dir=None,  # folder with the CSV files (None: the copy shipped with the package)
-                    table: str = "embedding",  # "embedding" (m1-m4) or "overlap" (r1-r7, no r6): see `ALPACAEVAL_TABLES`
+                    table: str = "embedding",  # "embedding" (m1-m4) or "overlap" (r1-r7): see `ALPACAEVAL_TABLES`
                     ) -> AlpacaEval:
     "Load one per-prompt AlpacaEval metric table of 12 models and their leaderboard numbers (shipped, or from `data_dir`)."
     if table not in ALPACAEVAL_TABLES:

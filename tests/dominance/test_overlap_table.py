@@ -1,5 +1,5 @@
-"""The second AlpacaEval table ("overlap": BLEU, chrF, ROUGE-1/2/L and length agreement against the reference
-answer; the script's MiniLM token F1, r6, is not shipped yet) is the file its README describes, agrees with the
+"""The second AlpacaEval table ("overlap": BLEU, chrF, ROUGE-1/2/L, a MiniLM token F1 and length agreement against
+the reference answer) is the file its README describes, agrees with the
 first table where both measure the same thing (derived independently), loads through the same loader, and runs
 through the same claim-4 study."""
 import hashlib
@@ -38,11 +38,11 @@ def test_overlap_file_matches_readme_checksum_and_names_its_script():
 def test_overlap_table_shape_range_and_orientation(tables):
     first, ov = tables
     assert ov.name == "overlap" and first.name == "embedding"
-    assert ov.scores.shape == (805, 12, 6) and not np.isnan(ov.scores).any()
+    assert ov.scores.shape == (805, 12, 7) and not np.isnan(ov.scores).any()
     assert tuple(ov.metrics) == OVERLAP_METRICS and set(ov.metrics.values()) == {"higher"}
     assert ov.models == first.models and ov.leaderboard == first.leaderboard
-    assert (ov.scores[..., :5] >= 0).all() and (ov.scores[..., :5] <= 1).all()  # similarities in [0, 1]
-    assert (ov.scores[..., 5] <= 0).all()  # -|log length ratio|
+    assert (ov.scores[..., :6] >= 0).all() and (ov.scores[..., :6] <= 1).all()  # similarities in [0, 1]
+    assert (ov.scores[..., 6] <= 0).all()  # -|log length ratio|
     np.testing.assert_array_equal(ov.table["dataset"], first.table["dataset"])
 
 
@@ -50,9 +50,9 @@ def test_overlap_agrees_with_the_first_table_where_both_measure_the_same(tables)
     "ROUGE-L (rouge-score here, an exact bit-parallel LCS there) and length agreement equal the first table's m3, m4."
     first, ov = tables
     np.testing.assert_allclose(ov.scores[..., 4], first.scores[..., 2], atol=1.5e-6, rtol=0)
-    np.testing.assert_allclose(ov.scores[..., 5], first.scores[..., 3], atol=1.5e-6, rtol=0)
+    np.testing.assert_allclose(ov.scores[..., 6], first.scores[..., 3], atol=1.5e-6, rtol=0)
     # the other metrics are not copies of the first table's embedding similarity
-    for c in range(5):
+    for c in range(6):
         assert np.abs(ov.scores[..., c] - first.scores[..., 0]).max() > 0.05
 
 
@@ -83,7 +83,7 @@ def small_overlap_tau():
 
 
 def test_overlap_study_point_is_the_plain_ranking(small_overlap_tau, tables):
-    "Same code path as the first table: the full-pool point is relative_ranking on the pool, all six metrics."
+    "Same code path as the first table: the full-pool point is relative_ranking on the pool, all seven metrics."
     cfg, res = small_overlap_tau
     _, ov = tables
     assert res["table"] == "overlap" and res["metrics"] == OVERLAP_METRICS
@@ -105,7 +105,7 @@ def test_derivation_script_metrics_on_known_cases():
     spec = importlib.util.spec_from_file_location("derive_overlap", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # stdlib imports only at module level
-    assert [m for m in mod.METRICS if m != "r6_bertscore_f1"] == list(OVERLAP_METRICS)
+    assert list(mod.METRICS) == list(OVERLAP_METRICS)
     assert mod.length_agreement("ab", "abcd") == pytest.approx(-np.log(2))
     assert mod.length_agreement("", "") == 0.0
     f1 = mod.GreedyTokenF1.f1
