@@ -471,7 +471,7 @@ def exp_tau(ctx: RunContext) -> Outcome:
 
 @experiment("dominance", "alpacaeval_tau_overlap",
             claim="Fig. 3 analogue on a second table of the same outputs, every metric a similarity to the reference "
-                  "answer (BLEU, chrF, ROUGE-1/2/L, length): the multivariate relative test ranks "
+                  "answer (BLEU, chrF, ROUGE-1/2/L, MiniLM token F1, length): the multivariate relative test ranks "
                   "the 12 LLMs closer to the judge than univariate baselines",
             paper="Mix-Instruct vs ChatGPT ranking: multivariate relative testing has the best Kendall tau at larger n "
                   "(figure)",
