@@ -23,8 +23,8 @@ from .priors import LinearPrior, bistable_data, crossing_data, orbit_data
 
 # %% auto #0
 __all__ = ['E1', 'PRIORS', 'TrajConfig', 'claim_reduction', 'exp_reduction', 'claim_convergence', 'exp_convergence',
-           'claim_crossing', 'crossing_figure', 'exp_crossing', 'claim_orbit', 'exp_orbit', 'path_energy',
-           'claim_robustness', 'exp_robustness', 'bench']
+           'claim_crossing', 'crossing_figure', 'exp_crossing', 'replay_figure', 'claim_orbit', 'exp_orbit',
+           'path_energy', 'claim_robustness', 'exp_robustness', 'bench']
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #1bf43f6d
 @dataclass(frozen=True)
@@ -251,7 +251,40 @@ def exp_crossing(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"PO-MFL {pm:.2f} [{pi[0]:.2f}, {pi[1]:.2f}], MFL {mm:.2f} [{mi[0]:.2f}, {mi[1]:.2f}], gap {gm:.2f} "
                         f"[{gi[0]:.2f}, {gi[1]:.2f}] (95% t-intervals over {cfg.seeds} seeds; M = {cfg.M}, {cfg.n_iter} steps)",
                    passed=ok, value=gm, converged=r["converged"], details=r,
-                   figures={"crossing": crossing_figure(sim, snaps, po, mf, seed=ctx.seed)})
+                   figures={"crossing": crossing_figure(sim, snaps, po, mf, seed=ctx.seed),
+                            "replay": replay_figure(snaps, po, mf)})
+
+def replay_figure(snaps, po, mf):
+    "Iteration slider replaying the optimisation: the positions of every time's particles at each recorded step, MFL and PO-MFL side by side."
+    if po.history is None or mf.history is None:
+        raise ValueError("replay_figure: run pomfl/mfl with record > 0 to keep their states")
+    Y = torch.cat([torch.as_tensor(y, dtype=torch.float64) for y in snaps])
+    panels = (("MFL", mf), ("PO-MFL (CV)", po))
+    frames = []
+    for r, it in enumerate(po.history_iter):
+        tr = []
+        for k, (name, res) in enumerate(panels):
+            ax = "" if k == 0 else "2"
+            H = res.history[min(r, len(res.history) - 1)].double()  # (T, M, D); positions are the first two coordinates
+            T, M = H.shape[:2]
+            tr.append(dict(type="scatter", mode="markers", x=np.round(Y[:, 0].numpy(), 3).tolist(),
+                           y=np.round(Y[:, 1].numpy(), 3).tolist(), xaxis=f"x{ax}", yaxis=f"y{ax}",
+                           marker=dict(size=3, color="lightgray"), name="snapshots", showlegend=k == 0))
+            tr.append(dict(type="scatter", mode="markers", x=np.round(H[..., 0].reshape(-1).numpy(), 3).tolist(),
+                           y=np.round(H[..., 1].reshape(-1).numpy(), 3).tolist(), xaxis=f"x{ax}", yaxis=f"y{ax}",
+                           marker=dict(size=5, color=np.repeat(np.arange(T), M).tolist(), colorscale="Viridis",
+                                       cmin=0, cmax=T - 1, showscale=k == 1, colorbar=dict(title="time index")),
+                           name="particles", showlegend=k == 0))
+        frames.append(tr)
+    fig = slider_figure(frames, [str(i) for i in po.history_iter], slider_label="step ", height=380,
+                        title="Crossing scenario: the Langevin steps replayed (particles coloured by time)")
+    lay = {}
+    for k, dom in enumerate(([0, 0.46], [0.54, 1.0])):
+        s = "" if k == 0 else "2"
+        lay[f"xaxis{s}"] = dict(domain=dom, anchor=f"y{s}", range=[-1.3, 1.3], title=panels[k][0])
+        lay[f"yaxis{s}"] = dict(anchor=f"x{s}", range=[-0.9, 0.9])
+    fig.update_layout(**lay)
+    return fig
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #79331070
 def claim_orbit(cfg: TrajConfig, seed: int = 0) -> dict:
