@@ -216,7 +216,7 @@ def rate_distortion_bound(mi_term: float,  # I^Θ(Ŵ′; S_n) or its bound (e.g.
 
 def eps_bce_constants(eps: float,  # the offset ε of the ε-BCE loss
                       ) -> dict:
-    "Range, σ and Lipschitz constant in f of ℓ = −y log(f+ε) − (1−y) log(1−f+ε) (the loss of the paper's experiments)."
+    "Range, σ and Lipschitz constant in f of ℓ = −y log(f+ε) − (1−y) log(1−f+ε) (a binary cross-entropy with ε, as the paper's experiments use; its exact form there was not checked)."
     eps = _pos_float(eps, "eps")
     lo, hi = -math.log(1 + eps), -math.log(eps)
     return dict(lo=lo, hi=hi, sigma=sub_gaussian_sigma(lo, hi), lipschitz_f=1 / eps)
