@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -13,8 +14,8 @@ from typing import Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['PLOTLY_MIME', 'MPL_STYLE', 'slider_figure', 'plotly_bundle', 'show_plotly', 'mpl_style', 'use_mpl_style', 'figure',
-           'save_figure']
+__all__ = ['PLOTLY_MIME', 'MPL_STYLE', 'slider_figure', 'round_floats', 'plotly_bundle', 'show_plotly', 'mpl_style',
+           'use_mpl_style', 'figure', 'save_figure']
 
 # %% ../../nbs/00_core/20_plotting.ipynb #a82c5ca4
 def slider_figure(frames: Sequence[Sequence],  # one list of plotly traces per slider position
@@ -79,19 +80,33 @@ def _fixed_range(fig, axis: str) -> dict:
 # %% ../../nbs/00_core/20_plotting.ipynb #a70e3c15
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
-def plotly_bundle(fig) -> dict:
+def round_floats(obj, digits: int = 4):
+    "A copy of a JSON-like object with every finite float rounded to `digits` significant digits (others kept)."
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, list):
+        return [round_floats(v, digits) for v in obj]
+    if isinstance(obj, dict):
+        return {k: round_floats(v, digits) for k, v in obj.items()}
+    return obj
+
+def plotly_bundle(fig,
+                  digits: int | None = 4,  # significant digits kept in the stored JSON (None: all); 4 is below a pixel
+                  ) -> dict:
     "The MIME bundle `show_plotly` displays: plotly JSON plus a text fallback."
     import json
     import plotly.io as pio
     spec = json.loads(pio.to_json(fig, validate=False, remove_uids=True))
+    if digits is not None:
+        spec = round_floats(spec, digits)
     spec.setdefault("config", {})["responsive"] = True
     title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else "plotly figure"
     return {PLOTLY_MIME: spec, "text/plain": f"<{title}: interactive plotly figure, {len(fig.data)} traces>"}
 
-def show_plotly(fig) -> None:
-    "Display `fig` as plotly JSON (no plotly.js embedded)."
+def show_plotly(fig, digits: int | None = 4) -> None:
+    "Display `fig` as plotly JSON (no plotly.js embedded), floats rounded to `digits` significant digits."
     from IPython.display import display
-    display(plotly_bundle(fig), raw=True)
+    display(plotly_bundle(fig, digits), raw=True)
 
 # %% ../../nbs/00_core/20_plotting.ipynb #2a988175
 MPL_STYLE = {
