@@ -9,6 +9,7 @@ import itertools
 import math
 import platform
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,13 +20,13 @@ from .chains import sample_block, six_cycle_instance, spectral_gap, mixing_bound
 from .exact import ExactSampler, brute_force, log_weight, multigraph_instance, vector_distribution, household_distribution
 from .solvers import solve_block
 from .synthesize import (key_distribution, mixed_race_share, one_person_share, reweight,
-                                         size_adjusted_tvd, synthesize, synthetic_state, tvd)
-from .tables import encode_block, encode_household
+                                         size_adjusted_tvd, synthesize, synthetic_state, tvd, draw_block)
+from .tables import RACES, encode_block, encode_household
 
 # %% auto #0
 __all__ = ['TOY', 'CensusConfig', 'claim_exact', 'exp_exact', 'x3c_instance', 'has_exact_cover', 'claim_hardness', 'exp_hardness',
-           'claim_chains', 'chain_lab_figure', 'exp_chains', 'claim_closeness', 'exp_closeness', 'bench_sampling',
-           'bench']
+           'claim_chains', 'chain_lab_figure', 'exp_chains', 'claim_closeness', 'exp_closeness', 'block_explorer_data',
+           'block_explorer_figure', 'bench_sampling', 'bench', 'bench_pipeline', 'bench_pipe']
 
 # %% ../../nbs/08_census/90_experiments.ipynb #c1ee151e
 @dataclass(frozen=True)
@@ -42,21 +43,28 @@ class CensusConfig:
     pool: int  # pool size N (coverage)
     baseline_seeds: int  # i.i.d. baseline draws (claim 4 interval)
     bench_draws: int  # draws per block in the benchmark
-    max_states: int  # DP states per block and level before a block is given up
+    max_states: int  # DP states per block and level before the solver fallback takes over
+    fallback: str  # solver fallback of claims 2 and 4 for blocks over `max_states`: "cpsat" (pool, then chain) or "none"
+    fallback_steps: int  # reduced-chain iterations of the fallback
+    time_limit: float  # seconds per solver call of the fallback
+    pipe_blocks: int  # synthetic blocks of the pipeline benchmark
+    pipe_states: int  # DP state cap of the pipeline benchmark (low, so that the fallback is exercised)
 
     @classmethod
     def tiny(cls) -> "CensusConfig":
         "Seconds to a minute on 2 CPU cores: the path of `papercode reproduce census`."
         return cls(draws=2000, chain_steps=100, simple_steps=150, cpsat_graphs=((4, 4), (6, 4), (4, 5)),
                    x3c_instances=40, n_blocks=200, max_households=8, n_pums=20_000, pool=1000, baseline_seeds=5,
-                   bench_draws=1000, max_states=50_000)
+                   bench_draws=1000, max_states=50_000,
+                   fallback="cpsat", fallback_steps=1000, time_limit=2.0, pipe_blocks=60, pipe_states=2000)
 
     @classmethod
     def paper(cls) -> "CensusConfig":
         "The official runs' sizes where a CPU allows (`--scale paper`)."
         return cls(draws=5000, chain_steps=100, simple_steps=150, cpsat_graphs=((4, 4), (6, 4), (4, 5), (6, 5)),
                    x3c_instances=200, n_blocks=2000, max_households=20, n_pums=50_000, pool=1000, baseline_seeds=10,
-                   bench_draws=1000, max_states=1_000_000)
+                   bench_draws=1000, max_states=1_000_000,
+                   fallback="cpsat", fallback_steps=10_000, time_limit=30.0, pipe_blocks=300, pipe_states=20_000)
 
     @classmethod
     def from_ctx(cls, ctx: RunContext) -> "CensusConfig":
@@ -66,6 +74,11 @@ class CensusConfig:
 def _have(mod):
     import importlib.util
     return importlib.util.find_spec(mod) is not None
+
+def _fallback_kw(cfg: CensusConfig) -> dict:
+    "synthesize's fallback arguments for claims 2 and 4 (no fallback without OR-Tools)."
+    return dict(fallback=cfg.fallback if _have("ortools") else "none", k=3, chain_steps=cfg.fallback_steps,
+                time_limit=cfg.time_limit)
 
 # %% ../../nbs/08_census/90_experiments.ipynb #cca95424
 TOY = ([[1, 0, 1], [0, 1, 1], [1, 1, 1], [2, 0, 1]], [5, 1, 5])
@@ -166,17 +179,19 @@ def claim_hardness(cfg: CensusConfig, seed: int = 0, progress=lambda x, **k: x) 
         truth = has_exact_cover(sets, q)
         agree += feas == truth; yes += truth; no += not truth
     st = synthetic_state(cfg.n_blocks, seed=seed + 112, max_households=cfg.max_households, n_pums=cfg.n_pums)
-    md = synthesize(st, seed=seed + 113, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
-    solved = md.n_solutions > 0
-    ns = np.sort(md.n_solutions[solved])
+    md = synthesize(st, seed=seed + 113, limit=cfg.pool, max_states=cfg.max_states, **_fallback_kw(cfg), progress=False)
+    solved = md.level > 0
+    known = md.n_solutions > 0  # |X_b| known: exact DP or a complete pool (not after a chain)
+    ns = np.sort(md.n_solutions[known])
     ccdf = 1.0 - np.arange(len(ns)) / len(ns)
     tail = ns >= 10
     slope = float(np.polyfit(np.log(ns[tail]), np.log(ccdf[tail]), 1)[0]) if tail.sum() >= 5 else float("nan")
     lvl1 = md.level == 1
     return dict(x3c=dict(n=cfg.x3c_instances, agree=int(agree), yes=int(yes), no=int(no)),
                 blocks=int(len(md.level)), solved=int(solved.sum()), unsolved=[list(u) for u in md.unsolved],
-                coverage=float(md.covered[solved].mean()), coverage_level1=float(md.covered[lvl1].mean()) if lvl1.any() else None,
+                coverage=float(md.covered[known].mean()), coverage_level1=float(md.covered[lvl1].mean()) if lvl1.any() else None,
                 level_share={l: float((md.level == l).mean()) for l in (1, 2, 3)},
+                samplers=dict(Counter(s for s in md.sampler if s)), exact=float(md.exact[solved].mean()),
                 seconds=dict(median=float(np.median(md.seconds)), p95=float(np.quantile(md.seconds, 0.95)),
                              max=float(md.seconds.max()), total=float(md.seconds.sum())),
                 n_solutions=ns.tolist(), ccdf_slope=slope, max_solutions=int(ns.max()) if len(ns) else 0)
@@ -289,7 +304,7 @@ def exp_chains(ctx: RunContext) -> Outcome:
 def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
     st = synthetic_state(cfg.n_blocks, seed=seed + 131, max_households=cfg.max_households, n_pums=cfg.n_pums)
     dist = household_distribution(st.pums)
-    md = synthesize(st, dist=dist, seed=seed + 132, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
+    md = synthesize(st, dist=dist, seed=seed + 132, limit=cfg.pool, max_states=cfg.max_states, **_fallback_kw(cfg), progress=False)
     exact_ok = True
     rows = md.rows[:, 0]
     for b in np.flatnonzero(md.level > 0):
@@ -306,7 +321,7 @@ def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
         draw = rng.choice(len(dist.households), size=len(md.households), p=dist.hh_pi)
         base.append(tvd(key_distribution([dist.households[i] for i in draw]), truth))
     d2 = reweight(dist, md)
-    md2 = synthesize(st, dist=d2, seed=seed + 134, limit=cfg.pool, max_states=cfg.max_states, fallback="none", progress=False)
+    md2 = synthesize(st, dist=d2, seed=seed + 134, limit=cfg.pool, max_states=cfg.max_states, **_fallback_kw(cfg), progress=False)
     syn2 = key_distribution(md2.households)
     stats = lambda p: dict(tvd_truth=tvd(p, truth), tvd_pums=tvd(p, pums), size_adj_pums=size_adjusted_tvd(p, pums),
                            size_adj_truth=size_adjusted_tvd(p, truth), mixed_race=mixed_race_share(p),
@@ -314,7 +329,8 @@ def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
     return dict(before=stats(syn), after=stats(syn2), truth=dict(mixed_race=mixed_race_share(truth), one_person=one_person_share(truth)),
                 pums=dict(mixed_race=mixed_race_share(pums), one_person=one_person_share(pums)),
                 baseline_tvd=(min(base), max(base)), exact_tables=exact_ok, households=len(md.households),
-                level_share={l: float((md.level == l).mean()) for l in (1, 2, 3)}, unsolved=len(md.unsolved))
+                level_share={l: float((md.level == l).mean()) for l in (1, 2, 3)}, unsolved=len(md.unsolved),
+                samplers=dict(Counter(s for s in md.sampler if s)), exact_share=float(md.exact[md.level > 0].mean()))
 
 @experiment("census", "closeness",
             claim="Synthetic households are closer to the hidden truth than households drawn from π without the "
@@ -330,8 +346,76 @@ def exp_closeness(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"TVD to truth {b['tvd_truth']:.3f} vs i.i.d. π [{r['baseline_tvd'][0]:.3f}, {r['baseline_tvd'][1]:.3f}]; "
                         f"to PUMS {b['tvd_pums']:.3f} (size-adjusted {b['size_adj_pums']:.3f}) → {a['tvd_pums']:.3f} "
                         f"({a['size_adj_pums']:.3f}) after re-weighting; mixed-race {b['mixed_race']:.3f} → {a['mixed_race']:.3f} "
-                        f"(truth {r['truth']['mixed_race']:.3f}); levels {r['level_share']}",
+                        f"(truth {r['truth']['mixed_race']:.3f}); levels {r['level_share']}; drawn exactly from P_b: "
+                        f"{r['exact_share']:.3f} of solved blocks ({r['unsolved']} unsolved)",
                    passed=ok, value=b["tvd_truth"], details=r)
+
+# %% ../../nbs/08_census/90_experiments.ipynb #6875651a
+def _adult_hist(households, top: int = 4) -> np.ndarray:
+    "(top + 1,) households with 0, 1, ..., top-or-more adults."
+    return np.bincount([min(h.adults, top) for h in households], minlength=top + 1)[: top + 1]
+
+def block_explorer_data(n_blocks: int = 40, *, examples: int = 6, draws: int = 200, seed: int = 0,
+                        max_households: int = 8, n_pums: int = 20_000) -> list:
+    "Example blocks of a synthetic state: tables, most probable solutions, households drawn vs the truth."
+    st = synthetic_state(n_blocks, seed=seed + 151, max_households=max_households, n_pums=n_pums)
+    dist = household_distribution(st.pums)
+    fb = "cpsat" if _have("ortools") else "none"
+    md = synthesize(st, dist=dist, seed=seed + 152, fallback=fb, progress=False)
+    cand = [b for b in range(len(st.tables)) if md.level[b] > 0 and md.n_solutions[b] > 1]
+    cand.sort(key=lambda b: (int(md.n_solutions[b]), b))
+    pick = sorted({cand[int(round(q * (len(cand) - 1)))] for q in np.linspace(0, 1, examples)}) if cand else []
+    rng, cache, out = np.random.default_rng(seed + 153), {}, []
+    for b in pick:
+        t, L, u = st.tables[b], int(md.level[b]), bool(md.use_age[b]) if md.level[b] > 1 else True
+        dl = dist.at(L, u)
+        ex = ExactSampler(encode_block(t, L, u), dl)  # every solution, weighted exactly (|X_b| is small here)
+        sols = ex.solutions(min(ex.info.n_solutions, 20_000))
+        top = np.sort(np.exp(log_weight(sols, dl) - ex.info.log_z))[::-1][:15]
+        drawn = np.array([_adult_hist(draw_block(t, dist, rng, levels=(L,), fallback="none", cache=cache).households)
+                          for _ in range(draws)])
+        out.append(dict(block=b, households=t.households, level=L, n_solutions=int(ex.info.n_solutions),
+                        persons_by_race=t.p3.tolist(), households_by_size=t.p28_race.sum((0, 1)).tolist(),
+                        top_prob=top.tolist(), top_mass=float(top.sum()),
+                        truth_adults=_adult_hist(st.truth[b]).tolist(), drawn_mean=drawn.mean(0).tolist(),
+                        drawn_sd=drawn.std(0).tolist(), draws=draws, sampler=md.sampler[b]))
+    return out
+
+def block_explorer_figure(data: list):
+    "Slider over example blocks: published tables as bars, the most probable solutions, households drawn vs truth."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    if not data: raise ValueError("data: no example blocks (every block was unsolved or had one solution)")
+    fig = make_subplots(1, 3, column_widths=[0.4, 0.3, 0.3], horizontal_spacing=0.07,
+                        subplot_titles=("published tables", "P_b of the most probable solutions",
+                                        "households by adults: truth vs drawn"))
+    owner, labels = [], []
+    cats = [f"{r}" for r in RACES] + [f"size {s}" for s in range(1, 7)] + ["size 7+"]
+    ad = ["0", "1", "2", "3", "4+"]
+    for k, e in enumerate(data):
+        tr = [(go.Bar(x=cats[:7], y=e["persons_by_race"], name="persons by race (P3)", marker_color="#4C72B0"), 1),
+              (go.Bar(x=cats[7:], y=e["households_by_size"], name="households by size (P28)", marker_color="#DD8452"), 1),
+              (go.Bar(x=[str(i + 1) for i in range(len(e["top_prob"]))], y=e["top_prob"], name="P_b(m)",
+                      marker_color="#55A868", showlegend=False), 2),
+              (go.Bar(x=ad, y=e["truth_adults"], name="truth", marker_color="#8172B3"), 3),
+              (go.Bar(x=ad, y=e["drawn_mean"], name=f"mean of {e['draws']} exact draws (± sd)", marker_color="#937860",
+                      error_y=dict(type="data", array=e["drawn_sd"])), 3)]
+        for t, col in tr:
+            t.visible = k == 0; t.legendgroup = t.name; t.showlegend = t.showlegend is not False and k == 0
+            fig.add_trace(t, row=1, col=col); owner.append(k)
+        labels.append(f"block {e['block']}: {e['households']} households, level {e['level']}, |X_b| = {e['n_solutions']}, "
+                      f"top {len(e['top_prob'])} hold {e['top_mass']:.2f}")
+    owner = np.array(owner)
+    steps = [dict(method="update", label=str(k + 1), args=[{"visible": (owner == k).tolist()}, {"title.text": lab}])
+             for k, lab in enumerate(labels)]
+    fig.update_layout(title=labels[0], height=430, template="plotly_white", barmode="group",
+                      margin=dict(l=50, r=20, t=80, b=40), legend=dict(orientation="h", y=-0.25),
+                      sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="example "), pad=dict(t=60))])
+    fig.update_yaxes(title_text="count", row=1, col=1); fig.update_yaxes(title_text="probability", row=1, col=2)
+    fig.update_yaxes(title_text="households", row=1, col=3)
+    fig.update_xaxes(title_text="solution (most probable first)", row=1, col=2)
+    return fig
+
 
 # %% ../../nbs/08_census/90_experiments.ipynb #81717df3
 def bench_sampling(cfg: CensusConfig, seed: int = 0) -> dict:
@@ -368,3 +452,45 @@ def bench(ctx: RunContext) -> Outcome:
                         f"{CensusConfig.from_ctx(ctx).bench_draws} draws {r['median_ratio']:.2f}x over {len(r['rows'])} blocks; "
                         f"max law TVD {max(x['law_tvd'] for x in r['rows']):.1e}",
                    value=r["median_ratio"], details=r, table=r["rows"])
+
+# %% ../../nbs/08_census/90_experiments.ipynb #d301f574
+def bench_pipeline(cfg: CensusConfig, seed: int = 0) -> dict:
+    "The pipeline with a CP-SAT-seeded and a HiGHS-seeded fallback on the same blocks: blocks/s, share solved, share exact."
+    st = synthetic_state(cfg.pipe_blocks, seed=seed + 161, max_households=cfg.max_households, n_pums=cfg.n_pums)
+    dist = household_distribution(st.pums)
+    rows = []
+    for fb in ("none", "cpsat", "highs"):
+        t0 = time.perf_counter()
+        md = synthesize(st, dist=dist, seed=seed + 162, limit=cfg.pool, max_states=cfg.pipe_states, fallback=fb,
+                        chain_steps=cfg.fallback_steps, time_limit=cfg.time_limit, progress=False)
+        total = time.perf_counter() - t0
+        fall = np.array([s not in ("dp", "single", "") for s in md.sampler])  # blocks the fallback drew
+        people = np.array([t.persons > 0 for t in st.tables])
+        rows.append(dict(fallback=fb, seconds=round(total, 3), blocks_per_s=round(len(st.tables) / total, 1),
+                         fallback_blocks=int(fall.sum()), fallback_seconds=round(float(md.seconds[fall].sum()), 3),
+                         solved=float((md.level[people] > 0).mean()), exact=float(md.exact[people].mean()),
+                         within_limit=float(((md.level > 0) & (md.seconds <= cfg.time_limit))[people].mean()),
+                         samplers=dict(Counter(s for s in md.sampler if s))))
+    by = {r["fallback"]: r for r in rows}
+    return dict(rows=rows, blocks=len(st.tables), max_states=cfg.pipe_states, chain_steps=cfg.fallback_steps,
+                time_limit=cfg.time_limit,
+                speedup=by["cpsat"]["fallback_seconds"] / max(by["highs"]["fallback_seconds"], 1e-9),
+                machine=f"{platform.processor() or platform.machine()}, {platform.system()}, CPU only")
+
+@benchmark("census", "pipeline_seeds",
+           what="The per-block pipeline with the solver fallback seeded by HiGHS (most-likely point, then the reduced "
+                "chain) vs by CP-SAT (solution pool, exact when complete, else the chain): blocks/s, share solved "
+                "within the time limit, share drawn exactly",
+           baseline="the CP-SAT-seeded fallback (the open equivalent of the official Gurobi pool), same blocks, same run")
+def bench_pipe(ctx: RunContext) -> Outcome:
+    if not (_have("ortools") and _have("highspy")):
+        return Outcome(ours="skipped: ortools and highspy are needed (pip install -e '.[census]')", passed=None)
+    r = bench_pipeline(CensusConfig.from_ctx(ctx), ctx.seed)
+    by = {x["fallback"]: x for x in r["rows"]}
+    c, h = by["cpsat"], by["highs"]
+    return Outcome(ours=f"{r['blocks']} blocks, {c['fallback_blocks']} over the DP cap of {r['max_states']} states: fallback "
+                        f"time CP-SAT {c['fallback_seconds']:.1f} s vs HiGHS {h['fallback_seconds']:.1f} s "
+                        f"({r['speedup']:.2f}x); solved {c['solved']:.3f} vs {h['solved']:.3f}, drawn exactly "
+                        f"{c['exact']:.3f} vs {h['exact']:.3f} (DP only: solved {by['none']['solved']:.3f})",
+                   value=r["speedup"], details=r, table=r["rows"])
+

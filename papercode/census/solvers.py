@@ -5,6 +5,8 @@
 # %% ../../nbs/08_census/30_solvers.ipynb #8ff9f534
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ import numpy as np
 from .exact import ExactSampler, HouseholdDist, brute_force, check_target, eligible, log_weight
 
 # %% auto #0
-__all__ = ['BlockSolutions', 'cpsat_enumerate', 'highs_map', 'solve_block']
+__all__ = ['TOP_N_ENUMERATE', 'BlockSolutions', 'cpsat_enumerate', 'highs_map', 'solve_block']
 
 # %% ../../nbs/08_census/30_solvers.ipynb #e1f1c3c9
 @dataclass(frozen=True, eq=False)
@@ -84,6 +86,18 @@ def cpsat_enumerate(c,  # (d,) target
     return out, complete, f"{name}: {why}"
 
 # %% ../../nbs/08_census/30_solvers.ipynb #7fed6aba
+def _silent_highs():
+    "A HiGHS instance with its log off; the copyright banner its first construction writes to fd 1 is discarded."
+    import highspy
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1); h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1); os.close(saved); os.close(null)
+    h.setOptionValue("output_flag", False)
+    return h
+
 def highs_map(c,  # (d,) target
               dist: HouseholdDist,  # π and the vectors
               time_limit: float | None = None,  # seconds
@@ -95,8 +109,7 @@ def highs_map(c,  # (d,) target
     A = dist.vectors[idx].astype(np.float64)
     if len(idx) == 0:
         return (np.zeros(len(dist.pi), np.int64) if not c.any() else None), "no eligible vector"
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _silent_highs()
     if time_limit is not None: h.setOptionValue("time_limit", float(time_limit))
     lp = highspy.HighsLp()
     n, d = A.shape
@@ -123,28 +136,36 @@ def highs_map(c,  # (d,) target
     return m, name
 
 # %% ../../nbs/08_census/30_solvers.ipynb #5600fa65
+TOP_N_ENUMERATE = 200_000  # "dp" enumerates X_b up to this size to return the `limit` most probable solutions
+
 def solve_block(c,  # (d,) block target c_b at the distribution's level
                 dist: HouseholdDist,  # π encoded at the same level
                 *, method: str = "dp",  # "dp", "cpsat", "highs" or "brute_force"
                 limit: int = 1000,  # most solutions returned (Gurobi's pool size N in the official code)
                 time_limit: float | None = None,  # seconds, for the solvers
                 ) -> BlockSolutions:
-    "The block's solutions by one method, most probable first, with their exact P_b weights."
+    "The block's solutions by one method, most probable first, with their exact P_b weights (see the list above for which)."
     t0 = time.perf_counter()
     c = check_target(c, dist)
     if not isinstance(limit, (int, np.integer)) or limit < 1:
         raise ValueError(f"limit: must be a positive integer, got {limit!r}")
     if method == "dp":
         ex = ExactSampler(c, dist)
-        sols = ex.solutions(limit)
         n = ex.info.n_solutions
+        top = n <= max(limit, TOP_N_ENUMERATE)  # small enough to enumerate: keep the `limit` most probable
+        sols = ex.solutions(None if top else limit)
+        if top and n > limit: sols = sols[np.argsort(-log_weight(sols, dist), kind="stable")[:limit]]
         mass = float(np.exp(log_weight(sols, dist) - ex.info.log_z).sum()) if len(sols) else 0.0
+        which = "" if len(sols) == n else (f"; the {limit} most probable" if top else
+                                            f"; the first {limit} in the DP's order, not the most probable")
         return _pack(sols, dist, complete=len(sols) == n, n_solutions=n, mass=mass, method="dp",
-                     status=f"exact DP: {n} solutions, {ex.info.dp_states} states", t0=t0)
+                     status=f"exact DP: {n} solutions, {ex.info.dp_states} states{which}", t0=t0)
     if method == "brute_force":
         sols = brute_force(c, dist)
-        return _pack(sols[:limit], dist, complete=len(sols) <= limit, n_solutions=len(sols), mass=None,
-                     method=method, status="all multisets enumerated", t0=t0)
+        keep = np.argsort(-log_weight(sols, dist), kind="stable")[:limit] if len(sols) else slice(None)
+        return _pack(sols[keep], dist, complete=len(sols) <= limit, n_solutions=len(sols), mass=None,
+                     method=method, status="all multisets enumerated" + ("" if len(sols) <= limit else
+                                                                         f"; the {limit} most probable"), t0=t0)
     if method == "cpsat":
         sols, complete, status = cpsat_enumerate(c, dist, limit, time_limit)
         return _pack(sols, dist, complete=complete, n_solutions=len(sols) if complete else None, mass=None,
