@@ -149,7 +149,7 @@ def _sim_models(g, n, d, deltas, rho=0.5):
     return u + e + torch.tensor(deltas, dtype=torch.float64)[None, :, None]
 
 def fig2_errors(cfg: DominanceConfig, seed: int = 0, *, delta: float = 0.05, lam_per_d: float = 0.1,
-                progress=None) -> list:
+                progress=None, tol: float = 1e-6, max_iter: int = 10_000) -> list:
     "Rows (d, n, type_I, type_II, sims) of the relative test's error rates at λ = lam_per_d·d."
     rows = []
     grid = [(d, n) for d in cfg.fig2_ds for n in cfg.fig2_ns]
@@ -157,7 +157,7 @@ def fig2_errors(cfg: DominanceConfig, seed: int = 0, *, delta: float = 0.05, lam
         g = torch.Generator().manual_seed(seed + 1000 * d + n)
         rank = lambda deltas, s: relative_ranking(_sim_models(g, n, d, deltas), models="abc", n_boot=cfg.fig2_boot,
                                                   metrics={f"m{c}": "higher" for c in range(d)}, seed=seed + s,
-                                                  lam=lam_per_d * d)
+                                                  lam=lam_per_d * d, tol=tol, max_iter=max_iter)
         fp, miss, conv = 0, 0, True
         for s in range(cfg.fig2_sims):
             r0, r1 = rank((0.0, 0.0, 0.0), s), rank((0.0, delta, 2 * delta), s)
@@ -182,10 +182,11 @@ def shift_ratios(deltas=(0.0, 0.05, 0.1, 0.2, 0.5, 1.0), ds=(4, 10), *, n: int =
             rows.append(r)
     return rows
 
-def fig2_paper_lam(cfg: DominanceConfig, seed: int = 0, *, d: int = 10, n: int = 100, sims: int = 20) -> list:
+def fig2_paper_lam(cfg: DominanceConfig, seed: int = 0, *, d: int = 10, n: int = 100, sims: int = 20,
+                   tol: float = 1e-4, max_iter: int = 5_000) -> list:
     "Figure 2's errors for one (d, n) at the paper's λ = 0.01·d and at our 0.1·d, on the same simulated data."
     one = replace(cfg, fig2_ds=(d,), fig2_ns=(n,), fig2_sims=sims)
-    return [fig2_errors(one, seed, lam_per_d=l)[0] for l in (0.1, 0.01)]
+    return [fig2_errors(one, seed, lam_per_d=l, tol=tol, max_iter=max_iter)[0] for l in (0.1, 0.01)]
 
 def type1_check(cfg: DominanceConfig, seed: int = 0, *, d: int = 10, n: int = 100, alpha: float = 0.05) -> dict:
     "Family-wise type I error over `cfg.type1_sims` null simulations, with its binomial upper tolerance."
