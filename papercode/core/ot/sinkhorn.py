@@ -172,7 +172,8 @@ def _kernel_loop(F, G, g, a, b, cost, eps, max_iter, tol):
             err = (b * (v / v_next - 1.0).abs()).sum(-1) / b.sum(-1)
             if bool((err <= tol).all()): break
         v = v_next
-        u = 1.0 / torch.bmm(K, (b * v)[:, :, None])[:, :, 0]
+        # K v as a row vector times Kᵀ: on CPU, torch's batched column matvec bmm(K, v[..., None]) runs 5-10x slower
+        u = 1.0 / torch.bmm((b * v)[:, None, :], K.transpose(1, 2))[:, 0]
         if not bool(torch.isfinite(u).all()) or u.log().abs().max() > _ABSORB or v.log().abs().max() > _ABSORB:
             gh = gh + eps * v.log(); fh, K = rebuild(gh)
             u.fill_(1.0); v.fill_(1.0)
