@@ -22,12 +22,12 @@ from ..core.utils import one_thread
 from .theory import (asymmetry_mc, fit_frozen_A, fit_frozen_B, info_bound, orthonormal,
                                              subspace_similarity)
 from .adapters import asymmetric_lora, save_adapter
-from .finetune import digits_task, finetune, pretrain_digits
+from .finetune import MiniLMClassifier, digits_task, finetune, pretrain_digits, probe_head, text_task
 
 # %% auto #0
-__all__ = ['FT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear', 'claim_finetune',
-           'exp_finetune_labels', 'exp_finetune_pixels', 'claim_ood', 'exp_ood', 'claim_similarity', 'exp_similarity',
-           'claim_bound', 'exp_bound', 'bench_modes', 'bench']
+__all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
+           'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'claim_text', 'claim_ood',
+           'exp_ood', 'claim_similarity', 'exp_similarity', 'claim_bound', 'exp_bound', 'bench_modes', 'bench']
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #3b35674f
 @dataclass(frozen=True)
@@ -146,30 +146,37 @@ FT_CONFIGS = (("AB", 1, None), ("B", 1, None), ("A", 1, None), ("B", 2, None), (
 
 def _label(mode, k, init, r): return f"{mode if mode != 'lorafa' else 'LoRA-FA'} r={k * r}" + (f" ({init} B)" if init else "")
 
-def claim_finetune(cfg: AsymConfig, shift: str, seed: int = 0) -> dict:
-    "Per configuration: the learning rate tuned on a separate task, then test accuracy over seeds; the ordering and the paper's comparisons."
-    base = pretrain_digits()
-    tune = digits_task(shift, n_train=cfg.n_train, seed=seed + 200)
-    lrs = {}
-    for mode, k, init in FT_CONFIGS:
-        score = {lr: finetune(tune, mode=mode, r=k * cfg.r_ft, steps=cfg.steps, seed=seed + 210, frozen_init=init, lr=lr,
-                              base=base).test_acc for lr in cfg.lrs}
-        lrs[_label(mode, k, init, cfg.r_ft)] = max(score, key=score.get)
+def compare_modes(make_task, make_base, *, configs: tuple, r: int, steps: int, lrs: tuple, seeds: int, seed: int = 0,
+                  targets: tuple = ("fc1", "fc2")) -> dict:
+    "Learning rate per configuration tuned on a separate task (seed + 200), then test accuracy over seeds; paired comparisons."
+    tune = make_task(seed + 200); base = make_base(tune)
+    best = {}
+    for mode, k, init in configs:
+        score = {lr: finetune(tune, mode=mode, r=k * r, steps=steps, seed=seed + 210, frozen_init=init, lr=lr, base=base,
+                              targets=targets).test_acc for lr in lrs}
+        best[_label(mode, k, init, r)] = max(score, key=score.get)
     acc = {}
-    for i in range(cfg.seeds):
-        task = digits_task(shift, n_train=cfg.n_train, seed=seed + 201 + i)
-        for mode, k, init in FT_CONFIGS:
-            lab = _label(mode, k, init, cfg.r_ft)
-            res = finetune(task, mode=mode, r=k * cfg.r_ft, steps=cfg.steps, seed=seed + 211 + i, frozen_init=init, lr=lrs[lab], base=base)
+    for i in range(seeds):
+        task = make_task(seed + 201 + i); base = make_base(task)
+        for mode, k, init in configs:
+            lab = _label(mode, k, init, r)
+            res = finetune(task, mode=mode, r=k * r, steps=steps, seed=seed + 211 + i, frozen_init=init, lr=best[lab],
+                           base=base, targets=targets)
             acc.setdefault(lab, []).append(res.test_acc)
-    r = cfg.r_ft
     stats = {lab: t_interval(v) for lab, v in acc.items()}
     diff = lambda a, b: t_interval(np.array(acc[a]) - np.array(acc[b]))
     AB, B, A, B2 = f"AB r={r}", f"B r={r}", f"A r={r}", f"B r={2 * r}"
     comp = {"B − AB (r)": diff(B, AB), "B − A (r)": diff(B, A), "B(2r) − AB(r)": diff(B2, AB)}
     holds = comp["B − AB (r)"][2] >= 0 and comp["B − A (r)"][1] > 0 and comp["B(2r) − AB(r)"][2] >= 0
     order = sorted(stats, key=lambda k: -stats[k][0])
-    return dict(shift=shift, acc=acc, stats=stats, comparisons=comp, holds=bool(holds), order=order, lrs=lrs)
+    return dict(acc=acc, stats=stats, comparisons=comp, holds=bool(holds), order=order, lrs=best)
+
+def claim_finetune(cfg: AsymConfig, shift: str, seed: int = 0) -> dict:
+    "The digits MLP under one shift: `compare_modes` over `FT_CONFIGS`."
+    base = pretrain_digits()
+    out = compare_modes(lambda s: digits_task(shift, n_train=cfg.n_train, seed=s), lambda task: base, configs=FT_CONFIGS,
+                        r=cfg.r_ft, steps=cfg.steps, lrs=cfg.lrs, seeds=cfg.seeds, seed=seed)
+    return dict(shift=shift, **out)
 
 def _fmt_ft(o):
     s = "; ".join(f"{k} {m:.3f} [{lo:.3f}, {hi:.3f}] (lr {o['lrs'][k]:g})" for k, (m, lo, hi) in sorted(o["stats"].items(), key=lambda kv: -kv[1][0]))
@@ -199,6 +206,18 @@ def exp_finetune_pixels(ctx: RunContext) -> Outcome:
     o = claim_finetune(cfg, "invert", ctx.seed)
     return Outcome(ours=f"digits MLP, {cfg.seeds} seeds, {cfg.steps} steps: " + _fmt_ft(o), passed=o["holds"],
                    value=o["comparisons"]["B − A (r)"][0], details=o, converged=True)
+
+# %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #01373535
+TEXT_CONFIGS = FT_CONFIGS[:5]  # LoRA, B-only at r and 2r, A-only (orthonormal or Kaiming B)
+
+def claim_text(kind: str, *, seeds: int = 5, steps: int = 30, n_train: int = 128, n_test: int = 256, r: int = 4,
+               lrs: tuple = (3e-3, 1e-2), seed: int = 0) -> dict:
+    "`compare_modes` on MiniLM-L6 (adapters on query/key/value, probed frozen head) for one sentiment-word task."
+    def base(task):
+        return probe_head(MiniLMClassifier(), task)
+    out = compare_modes(lambda s: text_task(kind, n_train=n_train, n_test=n_test, seed=s), base, configs=TEXT_CONFIGS,
+                        r=r, steps=steps, lrs=lrs, seeds=seeds, seed=seed, targets=("query", "key", "value"))
+    return dict(kind=kind, steps=steps, n_train=n_train, n_test=n_test, **out)
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #9e323313
 def claim_ood(cfg: AsymConfig, seed: int = 0) -> dict:

