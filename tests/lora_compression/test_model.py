@@ -95,6 +95,32 @@ def test_smollm2_mixed_batch_equals_peft(tmp_path):
     assert not any(hasattr(m, "lora_A") for m in base.modules())  # PEFT ran on copies: the cached model is untouched
 
 
+@pytest.mark.skipif(llm_missing() is not None, reason=f"SmolLM2 not installed: {llm_missing()}")
+def test_smollm2_float64_parity(tmp_path):
+    "In float64 the compressed model equals PEFT to 1e-9: the 1e-4 float32 tolerance above is rounding, not a defect."
+    from papercode.core.models.llm import load_llm
+    llm = load_llm()
+    base = copy.deepcopy(llm.model).double()
+    slots = [f"model.layers.{l}.self_attn.{m}" for l in range(base.config.num_hidden_layers) for m in ("q_proj", "v_proj")]
+    coll = _random_adapters(base, slots, 3, 4, seed=5, scale=0.5)
+    cfg = dict(target_modules=["q_proj", "v_proj"])
+    comp, full = jd_full(coll, 6, max_iter=10, dtype=torch.float64), jd_full(coll, 12, dtype=torch.float64)
+    for n in coll.names:
+        comp.save_peft(tmp_path / "jd" / n, n, cfg, dtype=torch.float64)
+        write_peft_adapter(tmp_path / "orig" / n, coll[n], cfg, dtype=torch.float64)
+    ids = llm.tokenizer(["The capital of France is", "2 + 2 =", "Once upon a time"], return_tensors="pt", padding=True)
+    mix = ["t2", "__base__", "t0"]
+    with torch.no_grad():
+        plain = base(**ids).logits
+        ours = CompressedLoraModel(base, comp); got = ours(**ids, adapter_ids=mix).logits; ours.remove()
+        exact = CompressedLoraModel(base, full); got_full = exact(**ids, adapter_ids=mix).logits; exact.remove()
+        want = _peft_multi(copy.deepcopy(base), {n: tmp_path / "jd" / n for n in coll.names})(**ids, adapter_names=mix).logits
+        want_orig = _peft_multi(copy.deepcopy(base), {n: tmp_path / "orig" / n for n in coll.names})(**ids, adapter_names=mix).logits
+    assert got.dtype == torch.float64 and (got[0] - plain[0]).abs().max() > 0.1  # the adapters act
+    assert_close(got, want, rtol=0, atol=1e-9, msg="SmolLM2 float64: compressed model vs PEFT (reconstructed adapters)")
+    assert_close(got_full, want_orig, rtol=0, atol=1e-9, msg="SmolLM2 float64: full-rank compressed vs PEFT (original adapters)")
+
+
 # ---------------------------------------------------------------------------------------------- GPT-2, fan_in_fan_out
 @pytest.fixture(scope="module")
 def gpt2(_needs_peft, tmp_path_factory):
