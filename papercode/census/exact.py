@@ -363,6 +363,17 @@ class ExactSampler:
             out += [self._full(m) for m in self.dp.enumerate(self.targets[n], rem)] if self.dp.A else [self._full([])]
         return np.array(out, np.int64).reshape(-1, len(self.dist.pi))
 
+    def most_probable(self, k: int,  # how many solutions
+                      enumerate_max: int = 200_000,  # enumerate X_b up to this size to rank it
+                      ):
+        "(solutions (S, V), exact P_b (S,), ranked): the `k` most probable, most probable first; `ranked` is False when |X_b| exceeds both `k` and `enumerate_max`, and the first `k` in the DP's order are returned instead."
+        if not isinstance(k, (int, np.integer)) or k < 1: raise ValueError(f"k: must be a positive integer, got {k!r}")
+        ranked = self.info.n_solutions <= max(k, enumerate_max)
+        sols = self.solutions(None if ranked else k)
+        lw = log_weight(sols, self.dist)
+        order = np.argsort(-lw, kind="stable")[:k] if ranked else np.arange(len(sols))
+        return sols[order], np.exp(lw[order] - self.info.log_z), ranked
+
     def sample(self, n: int,  # number of draws
                rng: np.random.Generator,  # randomness
                vectorized: bool = True,  # all draws advance together (numpy); False: one draw at a time

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 from ..core.plotting import figure, slider_figure
+from ..core.utils import installed
 from .chains import sample_block, six_cycle_instance, spectral_gap, mixing_bounds, tvd_curve, transition_matrix
 from .exact import ExactSampler, brute_force, log_weight, multigraph_instance, vector_distribution, household_distribution
 from .solvers import solve_block
@@ -71,13 +72,9 @@ class CensusConfig:
         "`tiny()` or `paper()`, as the run's scale says."
         return cls.tiny() if ctx.tiny else cls.paper()
 
-def _have(mod):
-    import importlib.util
-    return importlib.util.find_spec(mod) is not None
-
 def _fallback_kw(cfg: CensusConfig) -> dict:
     "synthesize's fallback arguments for claims 2 and 4 (no fallback without OR-Tools)."
-    return dict(fallback=cfg.fallback if _have("ortools") else "none", k=3, chain_steps=cfg.fallback_steps,
+    return dict(fallback=cfg.fallback if installed("ortools") else "none", k=3, chain_steps=cfg.fallback_steps,
                 time_limit=cfg.time_limit)
 
 # %% ../../nbs/08_census/90_experiments.ipynb #cca95424
@@ -100,7 +97,7 @@ def claim_exact(cfg: CensusConfig, seed: int = 0) -> dict:
     S = dp.counts; P = dp.prob
     out = dict(solutions=S.tolist(), p=P.tolist(), bf_same=sorted(map(tuple, bf.counts)) == sorted(map(tuple, S)),
                p_err=float(np.abs(P - [0.8, 0.2]).max()))
-    if _have("ortools"):
+    if installed("ortools"):
         cs = solve_block(c, dist, method="cpsat")
         out["cpsat_same"] = cs.complete and sorted(map(tuple, cs.counts)) == sorted(map(tuple, S))
     where = {tuple(s): i for i, s in enumerate(S)}
@@ -115,7 +112,7 @@ def claim_exact(cfg: CensusConfig, seed: int = 0) -> dict:
     q_sim = np.array([qs[[j for j, s in enumerate(cms.states) if tuple(s) == tuple(t)][0]] for t in S]); q_sim /= q_sim.sum()
     samplers = {"exact": (dict(), P), "reduced_chain": (dict(k=3, steps=cfg.chain_steps), q_red),
                 "simple_chain": (dict(gamma=0.6, steps=cfg.simple_steps), q_sim)}
-    if _have("ortools"): samplers["pool"] = (dict(), P)
+    if installed("ortools"): samplers["pool"] = (dict(), P)
     out["samplers"] = {}
     for i, (name, (kw, law)) in enumerate(samplers.items()):
         s = sample_block(c, dist, method=name, n=cfg.draws, seed=seed + 101 + i, **kw)
@@ -127,7 +124,7 @@ def claim_exact(cfg: CensusConfig, seed: int = 0) -> dict:
         tgt, mg = multigraph_instance(cc, dd)
         g = dict(dp=ExactSampler(tgt, mg).info.n_solutions)
         if g["dp"] <= 200: g["brute_force"] = len(brute_force(tgt, mg, max_households=10))
-        if (cc, dd) in cfg.cpsat_graphs and _have("ortools"):
+        if (cc, dd) in cfg.cpsat_graphs and installed("ortools"):
             t0 = time.perf_counter(); r = solve_block(tgt, mg, method="cpsat", limit=10 ** 6)
             g["cpsat"], g["cpsat_s"] = (r.n_solutions if r.complete else None), time.perf_counter() - t0
         graphs[f"{cc},{dd}"] = g
@@ -360,7 +357,7 @@ def block_explorer_data(n_blocks: int = 40, *, examples: int = 6, draws: int = 2
     "Example blocks of a synthetic state: tables, most probable solutions, households drawn vs the truth."
     st = synthetic_state(n_blocks, seed=seed + 151, max_households=max_households, n_pums=n_pums)
     dist = household_distribution(st.pums)
-    fb = "cpsat" if _have("ortools") else "none"
+    fb = "cpsat" if installed("ortools") else "none"
     md = synthesize(st, dist=dist, seed=seed + 152, fallback=fb, progress=False)
     cand = [b for b in range(len(st.tables)) if md.level[b] > 0 and md.n_solutions[b] > 1]
     cand.sort(key=lambda b: (int(md.n_solutions[b]), b))
@@ -370,8 +367,7 @@ def block_explorer_data(n_blocks: int = 40, *, examples: int = 6, draws: int = 2
         t, L, u = st.tables[b], int(md.level[b]), bool(md.use_age[b]) if md.level[b] > 1 else True
         dl = dist.at(L, u)
         ex = ExactSampler(encode_block(t, L, u), dl)  # every solution, weighted exactly (|X_b| is small here)
-        sols = ex.solutions(min(ex.info.n_solutions, 20_000))
-        top = np.sort(np.exp(log_weight(sols, dl) - ex.info.log_z))[::-1][:15]
+        top = ex.most_probable(15)[1]
         drawn = np.array([_adult_hist(draw_block(t, dist, rng, levels=(L,), fallback="none", cache=cache).households)
                           for _ in range(draws)])
         out.append(dict(block=b, households=t.households, level=L, n_solutions=int(ex.info.n_solutions),
@@ -445,7 +441,7 @@ def bench_sampling(cfg: CensusConfig, seed: int = 0) -> dict:
            what="Exact sampling per block: DP counter + sampler vs CP-SAT enumeration + renormalisation, same blocks, same law",
            baseline="OR-Tools CP-SAT enumerate_all_solutions (one worker), the open equivalent of the official Gurobi pool")
 def bench(ctx: RunContext) -> Outcome:
-    if not _have("ortools"):
+    if not installed("ortools"):
         return Outcome(ours="skipped: ortools not installed (pip install -e '.[census]')", passed=None)
     r = bench_sampling(CensusConfig.from_ctx(ctx), ctx.seed)
     return Outcome(ours=f"median time ratio CP-SAT / DP: law (count or enumerate) {r['median_law_ratio']:.2f}x, law + "
@@ -483,7 +479,7 @@ def bench_pipeline(cfg: CensusConfig, seed: int = 0) -> dict:
                 "within the time limit, share drawn exactly",
            baseline="the CP-SAT-seeded fallback (the open equivalent of the official Gurobi pool), same blocks, same run")
 def bench_pipe(ctx: RunContext) -> Outcome:
-    if not (_have("ortools") and _have("highspy")):
+    if not (installed("ortools", "highspy")):
         return Outcome(ours="skipped: ortools and highspy are needed (pip install -e '.[census]')", passed=None)
     r = bench_pipeline(CensusConfig.from_ctx(ctx), ctx.seed)
     by = {x["fallback"]: x for x in r["rows"]}

@@ -152,10 +152,8 @@ def solve_block(c,  # (d,) block target c_b at the distribution's level
     if method == "dp":
         ex = ExactSampler(c, dist)
         n = ex.info.n_solutions
-        top = n <= max(limit, TOP_N_ENUMERATE)  # small enough to enumerate: keep the `limit` most probable
-        sols = ex.solutions(None if top else limit)
-        if top and n > limit: sols = sols[np.argsort(-log_weight(sols, dist), kind="stable")[:limit]]
-        mass = float(np.exp(log_weight(sols, dist) - ex.info.log_z).sum()) if len(sols) else 0.0
+        sols, p, top = ex.most_probable(limit, TOP_N_ENUMERATE)  # ranked when X_b is small enough to enumerate
+        mass = float(p.sum())
         which = "" if len(sols) == n else (f"; the {limit} most probable" if top else
                                             f"; the first {limit} in the DP's order, not the most probable")
         return _pack(sols, dist, complete=len(sols) == n, n_solutions=n, mass=mass, method="dp",

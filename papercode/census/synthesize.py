@@ -15,6 +15,7 @@ from .exact import (DPTooLarge, ExactSampler, HouseholdDist, check_target, dist_
                                     eligible, fixed_count, household_distribution, vector_distribution)
 from .chains import reduced_chain_run, to_households
 from .solvers import highs_map, solve_block
+from ..core.utils import installed
 from .tables import BlockTables, Household, encode_block, encode_household, tabulate
 
 # %% auto #0
@@ -121,10 +122,6 @@ class BlockDraw:
     n_solutions: int  # |X_b| when known (exact DP, complete pool), -1 when unknown
     redraw: object  # callable giving another independent exact draw (exact samplers), else None
 
-def _have(mod):
-    import importlib.util
-    return importlib.util.find_spec(mod) is not None
-
 def fallback_sample(c,  # (d,) block target at the distribution's level
                     dist: HouseholdDist,  # π at that level
                     rng: np.random.Generator,  # randomness
@@ -142,7 +139,7 @@ def fallback_sample(c,  # (d,) block target at the distribution's level
     full = lambda x: np.bincount(idx, weights=x, minlength=len(dist.pi)).astype(np.int64)
     fixed = fixed_count(sub.vectors, c)
     if seed == "cpsat":
-        if not _have("ortools"):
+        if not installed("ortools"):
             raise ImportError("fallback: the exact DP gave up and OR-Tools is not installed (pip install -e '.[census]')")
         sol = solve_block(c, sub, method="cpsat", limit=limit, time_limit=time_limit)
         if len(sol.counts) == 0:
@@ -160,7 +157,7 @@ def fallback_sample(c,  # (d,) block target at the distribution's level
                              "(saturated pool, household count free, so no reduced chain): not P_b", exact=False,
                              n_solutions=-1, redraw=None)
     elif seed == "highs":
-        if not _have("highspy"):
+        if not installed("highspy"):
             raise ImportError("fallback: the exact DP gave up and HiGHS is not installed (pip install -e '.[census]')")
         x0, status = highs_map(c, sub, time_limit)
         if x0 is None:

@@ -16,7 +16,7 @@ import torch
 
 # %% auto #0
 __all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'PeakRSS', 'torch_threads',
-           'one_thread', 'run_in_child']
+           'one_thread', 'installed', 'run_in_child']
 
 # %% ../../nbs/00_core/00_utils.ipynb #4c529df2
 def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu", "cuda", "cuda:k" or a torch.device
@@ -154,6 +154,7 @@ class PeakRSS:
 # %% ../../nbs/00_core/00_utils.ipynb #f75310a4
 from contextlib import contextmanager
 import functools
+import importlib.util
 
 @contextmanager
 def torch_threads(k: int | None,  # intra-op threads inside the block; None leaves the setting as it is
@@ -172,6 +173,10 @@ def one_thread(fn):
     def wrapped(*args, **kwargs):
         with torch_threads(1): return fn(*args, **kwargs)
     return wrapped
+
+def installed(*modules: str) -> bool:
+    "True when every named module can be imported (found on the path; nothing is imported): for optional extras."
+    return all(importlib.util.find_spec(m) is not None for m in modules)
 
 # %% ../../nbs/00_core/00_utils.ipynb #781ebab2
 import importlib

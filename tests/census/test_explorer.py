@@ -83,3 +83,20 @@ def test_pipeline_benchmark_bookkeeping():
     assert by["highs"]["exact"] <= by["cpsat"]["exact"]
     assert by["none"]["exact"] == by["none"]["solved"]
     assert "cpsat_pool" not in by["highs"]["samplers"]
+
+
+def test_most_probable_ranks_by_exact_probability():
+    # the one ranking used by solve_block, the block explorer and the live block lab
+    c, dist = _skewed_multigraph()
+    ex = ExactSampler(c, dist)
+    all_p = np.sort(np.exp(log_weight(brute_force(c, dist, max_households=8), dist) - ex.info.log_z))[::-1].copy()  # brute force
+    sols, p, ranked = ex.most_probable(7)
+    assert ranked and len(sols) == 7
+    assert_close(p, all_p[:7], rtol=1e-10, msg="the 7 most probable, exact P_b")
+    assert_close(np.exp(log_weight(sols, dist) - ex.info.log_z), p, rtol=1e-12)
+    sols, p, ranked = ex.most_probable(10 ** 6)  # more than |X_b|: everything, probabilities sum to 1
+    assert ranked and len(sols) == 138 and abs(p.sum() - 1) < 1e-10
+    sols, p, ranked = ex.most_probable(5, enumerate_max=20)  # over the cap: DP order, said by the flag
+    assert not ranked and len(sols) == 5
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="k: must be a positive integer"): ex.most_probable(bad)

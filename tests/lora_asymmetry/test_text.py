@@ -20,8 +20,8 @@ def _needs_extra():
 
 
 def _words(ids):
-    from papercode.lora_asymmetry.finetune import TEMPLATES, _minilm_parts
-    tok = _minilm_parts()[0]
+    from papercode.lora_asymmetry.finetune import TEMPLATES, load_minilm
+    tok = load_minilm()[0]
     pats = [re.compile("^" + re.escape(t).replace(r"\{\}", "(.+)") + "$") for t in TEMPLATES]
     out = []
     for row in ids:
@@ -72,3 +72,13 @@ def test_compare_modes_on_digits_reports_every_configuration():
                         r=2, steps=5, lrs=(1e-2,), seeds=2)
     assert set(out["stats"]) == {"AB r=2", "B r=2", "A r=2", "B r=4"} and all(len(v) == 2 for v in out["acc"].values())
     assert set(out["comparisons"]) == {"B − AB (r)", "B − A (r)", "B(2r) − AB(r)"}
+
+
+def test_load_minilm_gives_independent_eval_copies():
+    from papercode.lora_asymmetry.finetune import load_minilm
+    (tok1, a), (tok2, b) = load_minilm(), load_minilm()
+    assert tok1 is tok2 and a is not b and not a.training
+    w = a.encoder.layer[0].attention.self.query.weight
+    before = b.encoder.layer[0].attention.self.query.weight.clone()
+    with torch.no_grad(): w.add_(1.0)
+    assert torch.equal(b.encoder.layer[0].attention.self.query.weight, before)  # the bench and the classifiers never share weights
