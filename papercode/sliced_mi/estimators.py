@@ -16,7 +16,8 @@ from scipy.special import digamma
 from ..core.utils import check_tensor
 
 # %% auto #0
-__all__ = ['ksg_mi', 'gaussian_mi', 'SlicedMI', 'stiefel', 'sliced_mi', 'GaussianMean', 'gaussian_mean', 'gaussian_mean_figure']
+__all__ = ['ksg_mi', 'gaussian_mi', 'ksg_mi_labels', 'mi_lower_bound', 'SlicedMI', 'stiefel', 'sliced_mi', 'GaussianMean',
+           'gaussian_mean', 'gaussian_mean_figure']
 
 # %% ../../nbs/06_sliced_mi/30_estimators.ipynb #e430987c
 def _as_2d(a, name):
@@ -57,6 +58,61 @@ def gaussian_mi(cov,  # (dx+dy, dx+dy) joint covariance of (X, Y)
     if min(float(s), float(sx), float(sy)) <= 0:
         raise ValueError("cov: is not positive definite")
     return float(0.5 * (bx + by - a))
+
+# %% ../../nbs/06_sliced_mi/30_estimators.ipynb #46629a44
+def _labels(labels, n, name="labels"):
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or len(lab) != n:
+        raise ValueError(f"{name}: need one label per row of x ({n}), got shape {lab.shape}")
+    if lab.dtype.kind == "f":
+        if not np.isfinite(lab).all(): raise ValueError(f"{name}: contains NaN or inf")
+        if not (lab == np.round(lab)).all(): raise ValueError(f"{name}: must be integer class labels")
+    return np.unique(lab, return_inverse=True)[1]
+
+def ksg_mi_labels(x,  # (N, dx) or (N,) samples of the continuous X
+                  labels,  # (N,) discrete labels Y, paired with x
+                  k: int = 3,  # neighbours within a label class
+                  ) -> float:
+    "I(X; Y) in nats for continuous X and discrete Y (Ross 2014: KSG with the k-th neighbour taken within Y's class)."
+    x = _as_2d(x, "x")
+    lab = _labels(labels, len(x))
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: must be a positive int, got {k!r}")
+    counts = np.bincount(lab)
+    if counts.min() <= k:
+        raise ValueError(f"labels: every class needs more than k = {k} samples, the smallest has {counts.min()}")
+    dist = np.empty(len(x))
+    for v in range(len(counts)):
+        m = lab == v
+        dist[m] = cKDTree(x[m]).query(x[m], k=k + 1, p=np.inf)[0][:, -1]
+    if not (dist > 0).all():
+        raise ValueError("x: repeated points within a label class (add a little noise, or drop duplicates)")
+    m_all = cKDTree(x).query_ball_point(x, dist, p=np.inf, return_length=True) - 1  # within d_i, itself excluded
+    return float(digamma(len(x)) - np.mean(digamma(counts[lab])) + digamma(k) - np.mean(digamma(m_all)))
+
+def mi_lower_bound(x,  # (N, dx) or (N,) samples of X
+                   labels,  # (N,) discrete labels Y, paired with x
+                   *, degree: int = 2,  # polynomial features of the logistic classifier q(y | x)
+                   seed: int = 0,  # the random half used for fitting
+                   ) -> float:
+    "H(Y) − E[−log q(Y|X)] on a held-out half, q a logistic regression fitted on the other half: a lower bound on I(X; Y) in expectation (nats)."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+    x = _as_2d(x, "x")
+    lab = _labels(labels, len(x))
+    if len(x) < 20: raise ValueError(f"x: need at least 20 samples to fit and evaluate, got {len(x)}")
+    idx = np.random.default_rng(seed).permutation(len(x)); fit, held = idx[: len(x) // 2], idx[len(x) // 2:]
+    f = np.bincount(lab[held]) / len(held); f = f[f > 0]
+    h_y = float(-(f * np.log(f)).sum())
+    if len(np.unique(lab[fit])) < 2: return 0.0  # one class seen: q is the constant classifier, the bound is ≤ 0
+    clf = make_pipeline(PolynomialFeatures(degree, include_bias=False), StandardScaler(),
+                        LogisticRegression(C=1.0, max_iter=5000))
+    clf.fit(x[fit], lab[fit])
+    proba = np.zeros((len(held), lab.max() + 1))
+    proba[:, clf.classes_] = clf.predict_proba(x[held])  # a class absent from the fitting half gets q = 0
+    q = proba[np.arange(len(held)), lab[held]]
+    return float(h_y + np.log(np.clip(q, 1e-300, None)).mean())
 
 # %% ../../nbs/06_sliced_mi/30_estimators.ipynb #42866fd2
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from .bounds import (Bound, Grid, eps_bce_constants, quantize, quantized_bound,
 from .projections import Projection, SubspaceModel, make_projection
 
 # %% auto #0
-__all__ = ['Task', 'digits_task', 'mlp', 'SubspaceRun', 'train_subspace', 'RegularizedRun', 'train_regularized']
+__all__ = ['Task', 'digits_task', 'mlp', 'SubspaceRun', 'train_subspace', 'RegularizedRun', 'train_regularized',
+           'FixedDesignRuns', 'fixed_design_runs']
 
 # %% ../../nbs/06_sliced_mi/40_training.ipynb #91e18541
 @dataclass(frozen=True)
@@ -214,3 +215,58 @@ def train_regularized(X,  # (N, p) pool inputs in [0, 1]
     b = rate_distortion_bound(d * math.log(K), dist, L, c["sigma"], n)
     return RegularizedRun(lam, tr_l, pop_l, tr_e, pop_e, dist, off, pop_l - tr_l, b, d, K, float(radius), n, float(eps), D,
                           int(seed), bool(converged))
+
+# %% ../../nbs/06_sliced_mi/40_training.ipynb #bf3296de
+@dataclass(frozen=True)
+class FixedDesignRuns:
+    "Many subspace-training runs on one fixed design, with labels drawn afresh in each run."
+    W: np.ndarray  # (M, d) the output coordinates w′ + ξ of every run
+    Y: np.ndarray  # (M, n) the training labels of every run
+    train_err: np.ndarray  # (M,) 0–1 training error
+    pop_err: np.ndarray  # (M,) expected 0–1 error on fresh labels at the same inputs (exact)
+    p: np.ndarray  # (n,) P(y_i = 1)
+    D: int; d: int; steps: int; output_noise: float  # the settings
+    seed: int  # seed of θ₀ and the labels
+    theta_seed: int  # seed of Θ
+    converged: bool  # the mean training loss changed by < 1% over the last 10% of the steps
+
+def fixed_design_runs(X,  # (n, p) the fixed inputs
+                      p,  # (n,) probability that each label is 1
+                      *, d: int,  # subspace dimension
+                      runs: int = 2000,  # independent training runs (label draws)
+                      steps: int = 1000,  # full-batch gradient steps on w′
+                      lr: float = 2.0,  # step size
+                      hidden: int = 16,  # MLP width (p → hidden → 1)
+                      output_noise: float = 1e-3,  # s: the algorithm outputs w′ + N(0, s² I)
+                      projection: str = "qr",  # kind of Θ
+                      seed: int = 0,  # seed of θ₀, the labels and the output noise
+                      theta_seed: int = 0,  # seed of Θ (the bound averages over it)
+                      ) -> FixedDesignRuns:
+    "Train `runs` subspace MLPs at once, each on labels y_i ~ Bernoulli(p_i) drawn afresh at the same inputs."
+    X = check_tensor(X, "X", ndim=2, dtype=torch.float32).float()
+    p = check_tensor(p, "p", ndim=1, dtype=torch.float32).float()
+    if len(p) != len(X): raise ValueError(f"p: one probability per input row ({len(X)}), got {len(p)}")
+    if bool(((p < 0) | (p > 1)).any()): raise ValueError("p: probabilities must lie in [0, 1]")
+    for name, v in (("runs", runs), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"{name}: must be a positive int, got {v!r}")
+    if not output_noise >= 0: raise ValueError(f"output_noise: must be >= 0, got {output_noise!r}")
+    model = SubspaceModel(mlp(X.shape[1], 1, hidden, seed), d, projection, seed=theta_seed + 10_007)
+    Y = (torch.rand(runs, len(X), generator=torch.Generator().manual_seed(seed + 1)) < p).float()
+    F = torch.func.vmap(lambda w: model(X, w=w)[:, 0])
+    W = torch.zeros(runs, d, requires_grad=True)
+    losses = []
+    for _ in range(steps):
+        loss = nn.functional.binary_cross_entropy_with_logits(F(W), Y, reduction="none").mean(1)
+        W.grad = None; loss.sum().backward()  # each run's gradient is that of its own mean loss
+        with torch.no_grad(): W -= lr * W.grad
+        losses.append(float(loss.detach().mean()))
+    if not all(math.isfinite(v) for v in losses): raise FloatingPointError("training diverged (non-finite loss); lower lr")
+    tail = max(1, steps // 10)
+    converged = steps > tail and abs(losses[-1] - losses[-1 - tail]) <= 0.01 * abs(losses[-1 - tail])
+    with torch.no_grad():
+        Wout = W + output_noise * torch.randn(runs, d, generator=torch.Generator().manual_seed(seed + 2))
+        pred = (F(Wout) > 0).float()
+        train = (pred != Y).float().mean(1)
+        pop = (pred * (1 - p) + (1 - pred) * p).mean(1)
+    return FixedDesignRuns(Wout.double().numpy(), Y.numpy().astype(np.int64), train.double().numpy(), pop.double().numpy(),
+                           p.double().numpy(), model.D, d, steps, float(output_noise), seed, theta_seed, bool(converged))
