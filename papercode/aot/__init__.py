@@ -6,7 +6,9 @@
 __all__ = ['AOTLoss', 'PreferenceLoss', 'SURROGATES', 'VARIANTS', 'aot_loss', 'dpo_loss', 'ipo_loss', 'kto_loss', 'soft_sort',
            'surrogate', 'surrogate_grad', 'LOSSES', 'BanditLM', 'PreferenceData', 'TrainResult', 'train_preference',
            'CachedBatch', 'CausalLMPolicy', 'cache_last_blocks', 'cached_logps', 'char_tokenizer', 'tiny_llama',
-           'train_last_blocks']
+           'train_last_blocks', 'CachedLMPolicy', 'SentimentEval', 'SentimentRecords', 'SentimentRun',
+           'align_sentiment', 'build_sentiment_records', 'compare_rewards', 'evaluate_policy', 'load_sentiment_records',
+           'lora_last_blocks', 'reset_lora', 'review_prompts', 'sample_completions', 'vader_reward']
 
 # %% ../../nbs/05_aot/index.ipynb #e8782ad8
 from papercode.aot.loss import (
@@ -14,10 +16,17 @@ from papercode.aot.loss import (
     surrogate_grad)
 from .train import LOSSES, BanditLM, PreferenceData, TrainResult, train_preference
 from .lm import (
-    CachedBatch, CausalLMPolicy, cache_last_blocks, cached_logps, char_tokenizer, tiny_llama, train_last_blocks)
+    CachedBatch, CachedLMPolicy, CausalLMPolicy, cache_last_blocks, cached_logps, char_tokenizer, tiny_llama,
+    train_last_blocks)
+from papercode.aot.sentiment import (
+    SentimentEval, SentimentRecords, SentimentRun, align_sentiment, build_sentiment_records, compare_rewards,
+    evaluate_policy, load_sentiment_records, lora_last_blocks, reset_lora, review_prompts, sample_completions,
+    vader_reward)
 # what `from papercode.aot import *` gives: the names above
 _all_ = [
     "AOTLoss", "PreferenceLoss", "SURROGATES", "VARIANTS", "aot_loss", "dpo_loss", "ipo_loss", "kto_loss",
     "soft_sort", "surrogate", "surrogate_grad", "LOSSES", "BanditLM", "PreferenceData", "TrainResult",
     "train_preference", "CachedBatch", "CausalLMPolicy", "cache_last_blocks", "cached_logps", "char_tokenizer",
-    "tiny_llama", "train_last_blocks"]
+    "tiny_llama", "train_last_blocks", "CachedLMPolicy", "SentimentEval", "SentimentRecords", "SentimentRun",
+    "align_sentiment", "build_sentiment_records", "compare_rewards", "evaluate_policy", "load_sentiment_records",
+    "lora_last_blocks", "reset_lora", "review_prompts", "sample_completions", "vader_reward"]

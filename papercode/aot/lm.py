@@ -15,7 +15,7 @@ from ..core.models.llm import sequence_logps
 
 # %% auto #0
 __all__ = ['CHARS', 'char_tokenizer', 'tiny_llama', 'CausalLMPolicy', 'CachedBatch', 'cache_last_blocks', 'cached_logps',
-           'train_last_blocks']
+           'train_last_blocks', 'CachedLMPolicy']
 
 # %% ../../nbs/05_aot/30_lm.ipynb #36ea75c6
 CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-=*/.,:;?!'\"()\n"
@@ -124,3 +124,95 @@ def train_last_blocks(model: nn.Module, k: int) -> list:
     train = [p for m in (*inner.layers[L - k:], inner.norm, model.lm_head) for p in m.parameters()]
     for p in train: p.requires_grad_(True)
     return train
+
+# %% ../../nbs/05_aot/30_lm.ipynb #06754ec1
+class _StopForward(Exception): "Raised by the caching hook once block L - k has its input."
+
+def _base_model(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+def _rows(v, idx, key):
+    if v is None: return None
+    if isinstance(v, torch.Tensor): return v[idx]
+    if isinstance(v, tuple): return tuple(_rows(x, idx, key) for x in v)
+    raise TypeError(f"CachedLMPolicy: cannot index the block argument {key!r} of type {type(v).__name__} by rows")
+
+def _full_mask(like, n):
+    "The mask of n unpadded sequences in the format of `like`: causal, bool (True: attend) or additive float."
+    L, S = like.shape[-2:]
+    causal = torch.ones(L, S, dtype=torch.bool, device=like.device).tril(S - L)
+    m = causal if like.dtype == torch.bool else torch.zeros(L, S, dtype=like.dtype, device=like.device).masked_fill(~causal, torch.finfo(like.dtype).min)
+    return m.expand(n, *like.shape[1:-2], L, S)
+
+def _cat(vs, key, sizes):
+    if all(v is None for v in vs): return None
+    if key == "attention_mask" and any(v is None for v in vs):  # chunks without padding got no mask from the model
+        like = next(v for v in vs if v is not None)
+        vs = [_full_mask(like, n) if v is None else v for v, n in zip(vs, sizes)]
+    if isinstance(vs[0], torch.Tensor): return torch.cat(vs)
+    if isinstance(vs[0], tuple): return tuple(_cat([v[j] for v in vs], key, sizes) for j in range(len(vs[0])))
+    raise TypeError(f"CachedLMPolicy: cannot concatenate the block argument {key!r} of type {type(vs[0]).__name__}")
+
+class CachedLMPolicy(nn.Module):
+    "A policy that runs only the last k blocks of a causal LM, on hidden states cached once for a fixed set of pairs."
+    BATCHED = ("attention_mask", "position_ids", "position_embeddings")  # block arguments with one row per sequence
+
+    def __init__(self, model: nn.Module,  # a Llama-like transformers causal LM, or a PEFT model around one
+                 tokenizer,  # its tokenizer
+                 prompts: Sequence[str], answers: Sequence[str],  # every (prompt, answer) pair `logps` will be asked for
+                 *, k: int,  # number of last blocks that run at each step (and may train)
+                 batch_size: int = 32,  # sequences per caching forward pass
+                 ):
+        super().__init__()
+        base = _base_model(model); inner = _blocks(base); L = len(inner.layers)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= L: raise ValueError(f"k: must be in 1..{L}, got {k!r}")
+        if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
+        if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
+        if not prompts: raise ValueError("prompts: is empty")
+        for j, layer in enumerate(inner.layers[:L - k]):
+            if any(p.requires_grad for p in layer.parameters()):
+                raise ValueError(f"model: block {j} has trainable parameters but lies below the last {k} blocks; its "
+                                 "output is cached, so it would never change (train only the last k blocks)")
+        self.model, self.k, self.base = model, k, [base]  # base in a list: not registered twice
+        pairs = list(dict.fromkeys(zip(prompts, answers)))
+        self.index = {pa: i for i, pa in enumerate(pairs)}
+        ids, mask, comp = _batch(tokenizer, [p for p, _ in pairs], [a for _, a in pairs],
+                                 getattr(base.config, "max_position_embeddings", None))
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        dev = next(base.parameters()).device
+        hs, kws = [], []
+        def grab(mod, args, kwargs):
+            hs.append((args[0] if args else kwargs["hidden_states"]).detach())
+            kws.append({key: v for key, v in kwargs.items() if key != "hidden_states"})
+            raise _StopForward
+        hook = inner.layers[L - k].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                for a in range(0, len(pairs), batch_size):
+                    try: base(ids[a:a + batch_size].to(dev), attention_mask=mask[a:a + batch_size].to(dev),
+                              position_ids=pos[a:a + batch_size].to(dev), use_cache=False)
+                    except _StopForward: pass
+        finally: hook.remove()
+        self.hidden = torch.cat(hs)
+        sizes = [len(x) for x in hs]
+        self.block_kwargs = {key: (_cat([kw[key] for kw in kws], key, sizes) if key in self.BATCHED else kws[0][key])
+                             for key in kws[0]}
+        self.ids, self.completion = ids.to(dev), comp.to(dev)
+
+    def __len__(self): return len(self.index)
+
+    def logps(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        "log π(answer | prompt) for cached pairs, (n,), differentiable in the last k blocks."
+        missing = [(p, a) for p, a in zip(prompts, answers) if (p, a) not in self.index]
+        if missing: raise KeyError(f"logps: {len(missing)} pairs were not cached, e.g. {missing[0]!r}")
+        idx = torch.tensor([self.index[pa] for pa in zip(prompts, answers)], device=self.hidden.device)
+        base = self.base[0]; inner = base.model; L = len(inner.layers)
+        kw = {key: (_rows(v, idx, key) if key in self.BATCHED else v) for key, v in self.block_kwargs.items()}
+        h = self.hidden[idx]
+        for layer in inner.layers[L - self.k:]:
+            h = layer(h, **kw)
+            if isinstance(h, tuple): h = h[0]
+        rows, cols = self.completion[idx][:, 1:].nonzero(as_tuple=True)  # position t predicts answer token t + 1
+        logits = base.lm_head(inner.norm(h[rows, cols]))
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, self.ids[idx][rows, cols + 1][:, None])[:, 0]
+        return torch.zeros(len(idx), dtype=lp.dtype, device=lp.device).index_add(0, rows, lp)
