@@ -283,20 +283,21 @@ def claim_n_inv(cfg: SDConfig, seed: int = 0) -> dict:
     return dict(settings=out, device=device_info(torch.device("cpu")))
 
 @experiment("score_distillation", "inversion_steps",
-            claim="More inversion steps lower the eq. (8) error of the inverted κ at a cost that grows with the steps (Fig. 11's trade-off)",
-            paper="Fig. 11: CLIP-IQA quality 71 / 76 / 82 / 83 / 83 % and 1h22 / 1h44 / 1h59 / 2h54 / 4h07 for 3 / 5 / 10 / 20 / 30 steps (not reproduced: no Stable Diffusion here)",
-            tol="SDI recipe: error(n_inv = 10) + its interval < error(n_inv = 1) − its interval (95%, over particles), and time(20) > time(1)")
+            claim="The eq. (8) error and the cost of the inverted κ by number of inversion steps (what Fig. 11 trades; a measurement, no verdict)",
+            paper="Fig. 11 reports quality and time, not this error: CLIP-IQA quality 71 / 76 / 82 / 83 / 83 % and 1h22 / 1h44 / 1h59 / 2h54 / 4h07 for 3 / 5 / 10 / 20 / 30 steps (cited; no Stable Diffusion here)",
+            tol="reported: the paper states nothing about the eq. (8) error against the steps; details say whether error(10) is below error(1) beyond the 95% intervals")
 def exp_n_inv(ctx: RunContext) -> Outcome:
     r = claim_n_inv(SDConfig.from_ctx(ctx), ctx.seed)
     rows = next(iter(r["settings"].values()))
     by = {x["n_inv"]: x for x in rows}
-    ok = by[10]["error"] + by[10]["half"] < by[1]["error"] - by[1]["half"] and by[20]["ms"] > by[1]["ms"]
+    lower = by[10]["error"] + by[10]["half"] < by[1]["error"] - by[1]["half"]
     txt = " | ".join(f"{name}: " + "; ".join(f"{x['n_inv']}: {x['error']:.3g} ± {x['half']:.2g}" + ("" if x["n_inv"] == "random κ" else f", {x['ms']:.1f} ms")
                                               for x in rows_) for name, rows_ in r["settings"].items())
     table = [dict(setting=name, n_inv=x["n_inv"], error=round(x["error"], 3), interval=round(x["half"], 3),
                   **{f"t={t}": round(v, 2) for t, v in zip((0.3, 0.5, 0.7, 0.9), x["by_t"])}, ms=round(x["ms"], 2))
              for name, rows_ in r["settings"].items() for x in rows_]
-    return Outcome(ours="eq. (8) error by n_inv — " + txt, passed=bool(ok), value=by[10]["error"], details=r, table=table)
+    return Outcome(ours="eq. (8) error by n_inv — " + txt, passed=None, value=by[10]["error"], details=dict(r, ten_below_one=bool(lower)),
+                   table=table)
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #bf6934ce
 METHODS = {"DDIM (50 steps)": None, "SDS γ = 7.5": dict(noise="sds", gamma=7.5), "SDS γ = 100": dict(noise="sds", gamma=100.0),
@@ -376,7 +377,7 @@ def png_uri(z: np.ndarray,  # (H, W) intensities in [-1, 1] (-1 white, 1 black: 
 
 @experiment("score_distillation", "digits_and_voxels",
             claim="On a digits diffusion model trained here, SDI (inverted κ) gives sharper images closer to the data than SDS at γ = 7.5",
-            paper="Table 1 (cited, not reproduced): SDI CLIP 33.47 / IQA quality 82% vs SDS 29.81 / 76%; Fig. 1, 7: SDS over-smooths and over-saturates, SDI is sharp",
+            paper="Fig. 1b–c (2D, γ = 7.5, pictures): SDS blurry, SDI close to DDIM; Table 1 (3D, cited, not reproduced): SDI CLIP 33.47 / IQA quality 82% vs SDS 29.81 / 76%",
             tol="SDI sharper (higher sharpness) and closer to data (lower W2 and Fréchet) than SDS γ = 7.5, each beyond the 95% intervals over 3 seeds; voxel toy reported")
 def exp_digits(ctx: RunContext) -> Outcome:
     r = claim_digits(SDConfig.from_ctx(ctx), ctx.seed, frames=True)
