@@ -374,13 +374,35 @@ class ExactSampler:
         order = np.argsort(-lw, kind="stable")[:k] if ranked else np.arange(len(sols))
         return sols[order], np.exp(lw[order] - self.info.log_z), ranked
 
+    def table(self, table_max: int = 100_000):
+        "(solutions (S, V), cumulative P_b (S,)): X_b enumerated once with exact probabilities, cached; refuses |X_b| > `table_max`."
+        if self.info.n_solutions > table_max:
+            raise ValueError(f"table: |X_b| = {self.info.n_solutions} exceeds table_max = {table_max}; draw with method='forward'")
+        if getattr(self, "_table", None) is None:
+            sols = self.solutions()
+            p = np.exp(log_weight(sols, self.dist) - self.info.log_z)
+            cdf = np.cumsum(p / p.sum()); cdf[-1] = 1.0
+            self._table = (sols, cdf)
+        return self._table
+
     def sample(self, n: int,  # number of draws
                rng: np.random.Generator,  # randomness
-               vectorized: bool = True,  # all draws advance together (numpy); False: one draw at a time
+               vectorized: bool = True,  # forward sampling: all draws advance together (numpy); False: one draw at a time
+               method: str = "auto",  # "table" (enumerate X_b once, then inverse-CDF draws), "forward" (the DP's forward sampler), "auto"
+               table_max: int = 100_000,  # largest |X_b| the table method enumerates
                ) -> np.ndarray:  # (n, V) count vectors
-        "(n, V) i.i.d. draws from P_b (multinomial factor included)."
+        "(n, V) i.i.d. draws from P_b (multinomial factor included); `auto` tabulates X_b when |X_b| ≤ max(n, 64) and ≤ `table_max`."
         if self.info.n_solutions == 0:
             raise ValueError("sample: the block has no solution (no multiset of eligible vectors sums to c)")
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"sample: n must be a non-negative integer, got {n!r}")
+        if method not in ("auto", "table", "forward"):
+            raise ValueError(f"sample: method must be 'auto', 'table' or 'forward', got {method!r}")
+        if method == "auto":
+            method = "table" if vectorized and self.info.n_solutions <= min(table_max, max(n, 64)) else "forward"
+        if method == "table":
+            sols, cdf = self.table(table_max)
+            return sols[np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1)]
         ns = sorted(self.logn)
         lp = np.array([self.logn[k] for k in ns]); p = np.exp(lp - lp.max()); p /= p.sum()
         out = np.zeros((n, len(self.dist.pi)), np.int64)

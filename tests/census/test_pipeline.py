@@ -86,17 +86,36 @@ def _chi2(draws, S, P):
     return chisquare(cnt, P * len(draws)).pvalue
 
 
-@pytest.mark.parametrize("vectorized,n", [(True, 20_000), (False, 1500)])
-def test_vectorised_and_loop_dp_samplers_follow_the_exact_law(vectorized, n):
+@pytest.mark.parametrize("method,vectorized,n", [("table", True, 20_000), ("forward", True, 20_000), ("forward", False, 1500)])
+def test_table_vectorised_and_loop_dp_samplers_follow_the_exact_law(method, vectorized, n):
     tgt, dist = multigraph_instance(2, 4)  # 17 solutions, uniform π: P_b from the multinomial weights
     ex = ExactSampler(tgt, dist)
     S = ex.solutions(); P = np.exp(log_weight(S, dist) - ex.info.log_z)
     assert len(S) == 17 and abs(P.sum() - 1) < 1e-12
-    assert _chi2(ex.sample(n, np.random.default_rng(11), vectorized=vectorized), S, P) > 1e-3
+    assert _chi2(ex.sample(n, np.random.default_rng(11), vectorized=vectorized, method=method), S, P) > 1e-3
     toy = vector_distribution([[1, 0], [0, 1], [1, 1], [2, 0]], [0.4, 0.3, 0.2, 0.1])  # household count free
     ex2 = ExactSampler([5, 1], toy)
     S2 = ex2.solutions(); P2 = np.exp(log_weight(S2, toy) - ex2.info.log_z)
-    assert _chi2(ex2.sample(n, np.random.default_rng(12), vectorized=vectorized), S2, P2) > 1e-3
+    assert _chi2(ex2.sample(n, np.random.default_rng(12), vectorized=vectorized, method=method), S2, P2) > 1e-3
+
+
+def test_auto_sampling_tabulates_small_blocks_and_refuses_bad_arguments():
+    tgt, dist = multigraph_instance(2, 4)  # 17 solutions
+    ex = ExactSampler(tgt, dist)
+    assert getattr(ex, "_table", None) is None
+    ex.sample(100, np.random.default_rng(0))  # 17 ≤ max(100, 64): the table path
+    sols, cdf = ex._table
+    assert len(sols) == 17 and cdf[-1] == 1.0 and np.all(np.diff(cdf) > 0)
+    big_t, big_d = multigraph_instance(4, 5)  # 2021 solutions
+    big = ExactSampler(big_t, big_d)
+    big.sample(100, np.random.default_rng(0))  # 2021 > max(100, 64): forward, nothing tabulated
+    assert getattr(big, "_table", None) is None
+    with pytest.raises(ValueError, match="table_max"):
+        big.sample(10, np.random.default_rng(0), method="table", table_max=1000)
+    with pytest.raises(ValueError, match="method"):
+        ex.sample(10, np.random.default_rng(0), method="dp")
+    with pytest.raises(ValueError, match="non-negative integer"):
+        ex.sample(-1, np.random.default_rng(0))
 
 
 W = lambda n: (n,) + (0,) * 13
