@@ -151,11 +151,13 @@ def asymmetry_mc(d: int,  # width of the square layer (d_in = d_out = d)
     Qt = _haar_batch(n_draws, r, d, g)  # Qᵀ, (n, d, r)
     U = _haar_batch(n_draws, r, d, g)
     L_A = total - torch.einsum("ndr,de,ner->n", U, K, U)
-    M = torch.einsum("ndr,d,nds->nrs", Qt, lam, Qt)  # QΣQᵀ
-    C = torch.einsum("ed,d,ndr->ner", delta, lam, Qt)  # ΔΣQᵀ
-    sol = torch.linalg.lstsq(M, C.transpose(1, 2)).solution  # (n, r, d)
-    L_B = total - torch.einsum("ner,nre->n", C, sol)
-    L_B = L_B.clamp_min(0.0)
+    # L_B = ‖ΔΣ^½‖² − ‖ΔΣ^½ P‖², P the projector onto the columns of Σ^½Qᵀ, taken from their SVD (rank by tolerance):
+    # the same number as the normal equations of Lemma 4.1, without squaring cond(QΣQᵀ) (they gave 3e-8 of the total
+    # instead of 0 for rank-r inputs at d = 128; this form gives 1e-15).
+    half = lam.sqrt()
+    Us, S, _ = torch.linalg.svd(Qt * half[None, :, None], full_matrices=False)  # (n, d, r)
+    Us = Us * (S > S[:, :1] * d * torch.finfo(S.dtype).eps)[:, None, :]
+    L_B = (total - torch.einsum("ed,ndr->ner", delta * half, Us).square().sum((1, 2))).clamp_min(0.0)
     return AsymmetryMC(L_A, L_B, total, (1 - r / d) * total, float((L_B < L_A).double().mean()), d, r, int(seed))
 
 # %% ../../nbs/09_lora_asymmetry/10_theory.ipynb #33c2f25c

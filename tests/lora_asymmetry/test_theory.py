@@ -119,3 +119,13 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="shapes: no adapted"): info_bound([], 4, 10)
     with pytest.raises(ValueError, match="r: must be a positive integer"): info_bound([(4, 4)], 0, 10)
     with pytest.raises(ValueError, match="side: must be"): subspace_similarity(torch.randn(4, 2), torch.randn(4, 2), side="both")
+
+
+def test_L_B_is_zero_to_rounding_for_rank_r_inputs_even_when_Q_sigma_Q_is_ill_conditioned():
+    # d = 128, r = 8: some Haar draws make QΣQᵀ ill-conditioned; the normal equations then gave L_B/total up to 3e-8
+    mc = asymmetry_mc(128, 8, "low_rank", n_draws=4000, seed=104)
+    assert float(mc.L_B.max()) / mc.total < 1e-12
+    # fewer nonzero eigenvalues than r: the features still span the input's support, L_B = 0
+    lam = torch.zeros(16, dtype=torch.float64); lam[:2] = torch.tensor([2.0, 0.5])
+    mc2 = asymmetry_mc(16, 4, lam, n_draws=200, seed=5)
+    assert float(mc2.L_B.max()) / mc2.total < 1e-12
