@@ -36,7 +36,8 @@ class SDConfig:
     "Sizes of the chapter's experiments."
     train_steps: int  # optimiser steps of the digits model
     particles: int  # images per run (claims 4, 5)
-    iters: int  # distillation iterations
+    iters: int  # distillation iterations (digits and voxels)
+    gauss_iters: int  # iterations of the Gaussian runs (claim 2): at most 980, the integer timesteps between t = 0.98 and 0.001
     seeds: int  # seeds per method (claim 5)
     gauss_dim: int  # dimensions per λ in the Gaussian runs
     gauss_particles: int  # particles in the Gaussian runs
@@ -49,13 +50,13 @@ class SDConfig:
     @classmethod
     def tiny(cls) -> "SDConfig":
         "About two minutes on one core: the path of `papercode reproduce score_distillation`."
-        return cls(train_steps=3000, particles=64, iters=200, seeds=3, gauss_dim=256, gauss_particles=64, gmm_particles=512,
+        return cls(train_steps=3000, particles=64, iters=200, gauss_iters=200, seeds=3, gauss_dim=256, gauss_particles=64, gmm_particles=512,
                    n_inv=(1, 3, 5, 10, 20), scenes=6, bench_particles=256, bench_updates=20)
 
     @classmethod
     def paper(cls) -> "SDConfig":
         "The chapter's paper-scale plan (`--scale paper`): 20k training steps, 1000 iterations, 5 seeds."
-        return cls(train_steps=20000, particles=256, iters=1000, seeds=5, gauss_dim=1024, gauss_particles=256,
+        return cls(train_steps=20000, particles=256, iters=1000, gauss_iters=500, seeds=5, gauss_dim=1024, gauss_particles=256,
                    gmm_particles=4096, n_inv=(1, 3, 5, 10, 20, 30), scenes=12, bench_particles=256, bench_updates=50)
 
     @classmethod
@@ -108,12 +109,12 @@ def claim_sds_variance(cfg: SDConfig, seed: int = 0) -> dict:
         G = GaussianModel(torch.zeros(cfg.gauss_dim), torch.full((cfg.gauss_dim,), lam), S)
         row = dict(lam=lam)
         for eta in (1.0, 0.3):
-            r = distill(ImageParam(cfg.gauss_particles, cfg.gauss_dim), G, noise="sds", iters=cfg.iters, t_range=(0.98, 0.001),
+            r = distill(ImageParam(cfg.gauss_particles, cfg.gauss_dim), G, noise="sds", iters=cfg.gauss_iters, t_range=(0.98, 0.001),
                         lr=eta, seed=seed + 111 + j, n_frames=2)
             a0 = float(S.alpha(r.timesteps[0])); x0_var = a0 * lam ** 2 / (a0 * lam + 1 - a0) ** 2  # Var of x̂₀(x_T, t_max)
             row[f"sds{eta}"] = float((r.x0 ** 2).mean()) / lam
             row[f"sds{eta}_exact"] = float(sds_variance_path(eta, lam, r.timesteps, S, x0_var)[-1]) / lam
-        c = distill(ImageParam(cfg.gauss_particles, cfg.gauss_dim), G, noise="cached", iters=cfg.iters, t_range=(0.98, 0.001),
+        c = distill(ImageParam(cfg.gauss_particles, cfg.gauss_dim), G, noise="cached", iters=cfg.gauss_iters, t_range=(0.98, 0.001),
                     seed=seed + 121 + j, n_frames=1)
         xT = torch.randn(cfg.gauss_particles, cfg.gauss_dim, generator=torch.Generator().manual_seed(seed + 121 + j), dtype=torch.float64)
         d = ddim_sample(G, xT, S, timesteps=c.timesteps)
