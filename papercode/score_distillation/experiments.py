@@ -306,7 +306,9 @@ METHODS = {"DDIM (50 steps)": None, "SDS γ = 7.5": dict(noise="sds", gamma=7.5)
            "SDS γ = 3": dict(noise="sds", gamma=3.0), "SDI γ = 3, γ_inv = −3": dict(noise="sdi", gamma=3.0, gamma_inv=-3.0)}
 
 def image_metrics(x, lab, ref) -> dict:
-    "Judge confidence, sharpness, W2 and Fréchet distance to `ref`, diversity (images clipped to [−1, 1])."
+    "Judge confidence, sharpness, W2 and Fréchet distance to `ref`, diversity (images clipped to [−1, 1]); NaN for a diverged run."
+    if not bool(torch.isfinite(x).all()):
+        return dict(confidence=math.nan, sharpness=math.nan, w2=math.nan, frechet=math.nan, diversity=math.nan)
     x = x.clamp(-1, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -317,7 +319,7 @@ def claim_digits(cfg: SDConfig, seed: int = 0, frames: bool = False) -> dict:
     dm = digits_model(cfg, seed); net, S = dm.model, dm.model.schedule
     ref = digits_data()["x_test"][: cfg.particles]
     lab = torch.arange(cfg.particles) % 10
-    per, store = {m: [] for m in METHODS}, {}
+    per, store, diverged = {m: [] for m in METHODS}, {}, {m: 0 for m in METHODS}
     with torch_threads(1):
         for s in range(cfg.seeds):
             sd = seed + 181 + s
@@ -328,6 +330,7 @@ def claim_digits(cfg: SDConfig, seed: int = 0, frames: bool = False) -> dict:
                     r = distill(ImageParam(cfg.particles, 64, squash=True), net, iters=cfg.iters, t_range=(0.98, 0.02), cond=lab,
                                 optimizer="adam", lr=0.1, seed=sd, n_frames=20, **kw)
                     x = r.x0
+                    diverged[m] += int(r.diverged or not bool(torch.isfinite(x).all()))
                     if frames and s == 0 and kw["gamma"] != 3.0: store[m] = (r.frame_iters, [f[:10] for f in r.frames])
                 per[m].append(image_metrics(x, lab, ref))
         vox = {m: [] for m in ("SDS γ = 7.5", "SDI, inversion")}
@@ -336,12 +339,15 @@ def claim_digits(cfg: SDConfig, seed: int = 0, frames: bool = False) -> dict:
             for m in vox:
                 r = distill(VoxelScene(8, 4, n=len(vlab)), net, iters=cfg.iters, cond=vlab, optimizer="adam", lr=0.05,
                             seed=seed + 191 + s, n_frames=1, **METHODS[m])
+                if r.diverged or not bool(torch.isfinite(r.x0).all()):
+                    vox[m].append(dict(confidence=math.nan, min_view=math.nan, sharpness=math.nan, diverged=True)); continue
                 c = judge_confidence(r.x0, vlab.repeat_interleave(8)).reshape(len(vlab), 8)
                 vox[m].append(dict(confidence=float(c.mean()), min_view=float(c.min(1).mean()), sharpness=sharpness(r.x0),
                                    diverged=r.diverged))
     summ = {m: {k: t_interval([v[k] for v in vals]) for k in vals[0]} for m, vals in per.items()}
     vsum = {m: {k: t_interval([v[k] for v in vals]) for k in ("confidence", "min_view", "sharpness")} for m, vals in vox.items()}
-    return dict(summary=summ, voxel=vsum, frames=store, per_seed=per)
+    vdiv = {m: sum(v["diverged"] for v in vals) for m, vals in vox.items()}
+    return dict(summary=summ, voxel=vsum, frames=store, per_seed=per, diverged=diverged, voxel_diverged=vdiv)
 
 def _beyond(a, b, higher=True):
     "a better than b beyond both intervals ((mean, half) pairs)."
@@ -385,12 +391,15 @@ def exp_digits(ctx: RunContext) -> Outcome:
     s, sd = r["summary"]["SDI, inversion"], r["summary"]["SDS γ = 7.5"]
     ok = _beyond(s["sharpness"], sd["sharpness"]) and _beyond(s["w2"], sd["w2"], False) and _beyond(s["frechet"], sd["frechet"], False)
     fmt = lambda v: f"{v[0]:.2f} ± {v[1]:.2f}"
+    dv = lambda k: f" (diverged in {k} seeds)" if k else ""
     txt = "; ".join(f"{m}: judge {fmt(v['confidence'])}, sharpness {fmt(v['sharpness'])}, W2 {fmt(v['w2'])}, Fréchet {fmt(v['frechet'])}"
-                    for m, v in r["summary"].items())
-    vt = "; ".join(f"voxels {m}: judge {fmt(v['confidence'])}, worst view {fmt(v['min_view'])}" for m, v in r["voxel"].items())
+                    + dv(r["diverged"][m]) for m, v in r["summary"].items())
+    vt = "; ".join(f"voxels {m}: judge {fmt(v['confidence'])}, worst view {fmt(v['min_view'])}" + dv(r["voxel_diverged"][m])
+                   for m, v in r["voxel"].items())
     table = [dict(method=m, **{k: f"{v[0]:.3f} ± {v[1]:.3f}" for k, v in vals.items()}) for m, vals in r["summary"].items()]
     return Outcome(ours=txt + ". " + vt, passed=bool(ok), value=s["w2"][0],
-                   details=dict(summary=r["summary"], voxel=r["voxel"], per_seed=r["per_seed"]), table=table,
+                   details=dict(summary=r["summary"], voxel=r["voxel"], per_seed=r["per_seed"], diverged=r["diverged"],
+                                voxel_diverged=r["voxel_diverged"]), table=table,
                    figures={"digits_slider": digits_slider_figure(r["frames"])})
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #a7eae694

@@ -35,3 +35,12 @@ def test_digits_slider_frames_are_images_in_order():
     # row block 0 is method A: its first digit sits at columns 1..8 after a one-pixel pad
     assert np.array_equal(ink[1:9, 1:9], stored["A"][1][2][0].reshape(8, 8) > 0)
     assert np.array_equal(ink[11:19, 1:9], stored["B"][1][2][0].reshape(8, 8) > 0)
+
+
+def test_image_metrics_report_a_diverged_run_as_nan_instead_of_raising():
+    import math
+    import torch
+    from papercode.score_distillation.experiments import image_metrics
+    x = torch.zeros(4, 64); x[1, 3] = float("nan")
+    m = image_metrics(x, torch.arange(4), torch.zeros(4, 64))
+    assert set(m) == {"confidence", "sharpness", "w2", "frechet", "diversity"} and all(math.isnan(v) for v in m.values())
