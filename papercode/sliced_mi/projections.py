@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -17,8 +18,16 @@ from ..core.utils import check_tensor
 __all__ = ['KINDS', 'fwht', 'Projection', 'make_projection', 'SubspaceModel']
 
 # %% ../../nbs/06_sliced_mi/10_projections.ipynb #5bd21222
+def _triton_ok(x):
+    try:
+        from papercode.sliced_mi.triton import fwht_triton_available
+    except ImportError:
+        return False
+    return fwht_triton_available(x)
+
 def fwht(x: torch.Tensor,  # (..., L) input, L a power of two
          normalized: bool = False,  # divide by √L (then the transform is its own inverse)
+         backend: str = "auto",  # "torch", "triton" (a CUDA tensor, or Triton's interpreter), "auto": triton for CUDA tensors when available
          ) -> torch.Tensor:
     "Unnormalised fast Walsh–Hadamard transform H_L x along the last axis (Sylvester order, as `scipy.linalg.hadamard`)."
     if not isinstance(x, torch.Tensor):
@@ -28,6 +37,14 @@ def fwht(x: torch.Tensor,  # (..., L) input, L a power of two
     L = x.shape[-1]
     if L < 1 or L & (L - 1):
         raise ValueError(f"x: last dimension must be a power of two, got {L}")
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend: expected 'auto', 'torch' or 'triton', got {backend!r}")
+    if backend == "auto":  # triton is imported only for a CUDA tensor or under the interpreter, never on a plain CPU path
+        backend = "triton" if (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") and _triton_ok(x) else "torch"
+    if backend == "triton":
+        from papercode.sliced_mi.triton import fwht_triton
+        y = fwht_triton(x)
+        return y / math.sqrt(L) if normalized else y
     shape = x.shape
     y = x.reshape(-1, L)
     h = 1
