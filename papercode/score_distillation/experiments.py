@@ -356,12 +356,13 @@ def _beyond(a, b, higher=True):
 def digits_slider_figure(frames: dict):
     "Slider over iterations: 10 digits (rows) per κ choice (columns of 8×8 images)."
     names = list(frames)
-    iters = frames[names[0]][0]
+    iters = max((frames[m][0] for m in names), key=len)  # a diverged run stops early: it keeps showing its last frame
     out = []
     for k in range(0, len(iters), 2):  # every other stored frame keeps the page light
         tiles = []
         for m in names:
-            imgs = np.clip(np.asarray(frames[m][1][k]), -1, 1).reshape(10, 8, 8)
+            fm = frames[m][1]
+            imgs = np.nan_to_num(np.clip(np.asarray(fm[min(k, len(fm) - 1)]), -1, 1), nan=0.0).reshape(10, 8, 8)
             tiles.append(np.concatenate([np.pad(im, 1, constant_values=-1) for im in imgs], 1))
         z = np.concatenate(tiles, 0)
         out.append([dict(type="image", source=png_uri(z, scale=4), dx=0.25, dy=0.25, hoverinfo="skip")])

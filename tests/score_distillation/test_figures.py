@@ -44,3 +44,12 @@ def test_image_metrics_report_a_diverged_run_as_nan_instead_of_raising():
     x = torch.zeros(4, 64); x[1, 3] = float("nan")
     m = image_metrics(x, torch.arange(4), torch.zeros(4, 64))
     assert set(m) == {"confidence", "sharpness", "w2", "frechet", "diversity"} and all(math.isnan(v) for v in m.values())
+
+
+def test_digits_slider_keeps_the_last_frame_of_a_run_that_stopped_early():
+    import numpy as np
+    from papercode.score_distillation.experiments import digits_slider_figure
+    frames = {"full": ([0, 10, 20, 30], [np.zeros((10, 64))] * 4),
+              "diverged": ([0, 10], [np.zeros((10, 64)), np.full((10, 64), np.nan)])}
+    fig = digits_slider_figure(frames)  # raised IndexError when one run had fewer frames
+    assert len(fig.layout.sliders[0].steps) == 2  # every other frame of the longest run: iterations 0 and 20
