@@ -18,17 +18,17 @@ from .bounds import (Bound, Grid, eps_bce_constants, quantize, quantized_bound,
 from .projections import Projection, SubspaceModel, make_projection
 
 # %% auto #0
-__all__ = ['Task', 'digits_task', 'mlp', 'SubspaceRun', 'train_subspace', 'RegularizedRun', 'train_regularized',
+__all__ = ['Task', 'digits_task', 'mlp', 'mnist1d_task', 'SubspaceRun', 'train_subspace', 'RegularizedRun', 'train_regularized',
            'FixedDesignRuns', 'fixed_design_runs']
 
 # %% ../../nbs/06_sliced_mi/40_training.ipynb #91e18541
 @dataclass(frozen=True)
 class Task:
     "A classification pool that serves as the population."
-    X: torch.Tensor  # (N, p) inputs in [0, 1]
+    X: torch.Tensor  # (N, p) inputs (digits: in [0, 1]; MNIST-1D: standardised)
     y: torch.Tensor  # (N,) labels in [0, C)
     C: int  # number of classes
-    name: str  # "parity" (even vs odd digits) or "ten" (10 classes)
+    name: str  # "parity" (even vs odd digits), "ten" (10 classes) or "mnist1d"
 
 def digits_task(kind: str = "parity",  # "parity": even vs odd; "ten": the 10 digits
                 ) -> Task:
@@ -66,6 +66,26 @@ def _check_data(X, y):
     if bool((y < 0).any()):
         raise ValueError(f"y: labels out of range (min {int(y.min())} < 0)")
     return X.float(), y.long()
+
+def mnist1d_task(n: int = 10_000,  # samples generated, a multiple of 10 (equal classes)
+                 seed: int = 0,  # seed of MNIST-1D's generator
+                 ) -> Task:
+    "MNIST-1D (Greydanus 2020) generated offline by `mnist1d.data.make_dataset` (never downloaded): 40-point 1-D signals, 10 classes, standardised; the n samples are the population."
+    if isinstance(n, bool) or not isinstance(n, int) or n < 10 or n % 10:
+        raise ValueError(f"n: a positive multiple of 10 (equal classes), got {n!r}")
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise ImportError("mnist1d_task needs the `sliced_mi` extra: pip install -e '.[sliced_mi]'") from e
+    args = get_dataset_args()
+    args.num_samples, args.seed = n, int(seed)
+    state = np.random.get_state()  # make_dataset reseeds numpy's global generator: leave the caller's alone
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+    X = np.concatenate([d["x"], d["x_test"]]); y = np.concatenate([d["y"], d["y_test"]])
+    return Task(torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.long), 10, "mnist1d")
 
 # %% ../../nbs/06_sliced_mi/40_training.ipynb #10e362c6
 @dataclass(frozen=True)
