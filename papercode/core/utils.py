@@ -16,7 +16,7 @@ import torch
 
 # %% auto #0
 __all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'PeakRSS', 'torch_threads',
-           'one_thread', 'installed', 'run_in_child']
+           'one_thread', 'installed', 'optional_triton', 'run_in_child']
 
 # %% ../../nbs/00_core/00_utils.ipynb #4c529df2
 def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu", "cuda", "cuda:k" or a torch.device
@@ -177,6 +177,22 @@ def one_thread(fn):
 def installed(*modules: str) -> bool:
     "True when every named module can be imported (found on the path; nothing is imported): for optional extras."
     return all(importlib.util.find_spec(m) is not None for m in modules)
+
+# %% ../../nbs/00_core/00_utils.ipynb #6e35987e
+class _NoTriton:
+    "Stands in for `triton` and `triton.language` when Triton is missing, so that kernel definitions still parse."
+    constexpr = None
+    @staticmethod
+    def jit(fn): return fn
+
+def optional_triton() -> tuple:
+    "`(triton, triton.language, None)` when Triton imports, else `(stand-in, stand-in, the ImportError)`."
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError as e:
+        return _NoTriton(), _NoTriton(), e
+    return triton, tl, None
 
 # %% ../../nbs/00_core/00_utils.ipynb #781ebab2
 import importlib

@@ -8,22 +8,13 @@ from __future__ import annotations
 import torch
 
 from ..core.ot.triton import dot_precision
+from ..core.utils import optional_triton
 
-try:  # triton is optional: this module imports without it, and the entry point then says so
-    import triton
-    import triton.language as tl
-    _TRITON_ERROR = None
-except ImportError as _e:
-    _TRITON_ERROR = _e
+triton, tl, _TRITON_ERROR = optional_triton()  # triton is optional: the module imports without it, and its entry points then say so
 
-    class _NoTriton:  # stands in for `triton` / `triton.language` so that the kernels below still parse
-        constexpr = None
-        @staticmethod
-        def jit(fn): return fn
-    triton = tl = _NoTriton()
 
 # %% auto #0
-__all__ = ['triton_available', 'jd_forward_triton']
+__all__ = ['triton', 'tl', 'triton_available', 'jd_forward_triton']
 
 # %% ../../nbs/02_lora_compression/50_triton.ipynb #682fbf2b
 @triton.jit

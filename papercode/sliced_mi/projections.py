@@ -19,10 +19,8 @@ __all__ = ['KINDS', 'fwht', 'Projection', 'make_projection', 'SubspaceModel']
 
 # %% ../../nbs/06_sliced_mi/10_projections.ipynb #5bd21222
 def _triton_ok(x):
-    try:
-        from papercode.sliced_mi.triton import fwht_triton_available
-    except ImportError:
-        return False
+    "Can the Triton FWHT take `x` (the module imports with or without Triton)?"
+    from papercode.sliced_mi.triton import fwht_triton_available
     return fwht_triton_available(x)
 
 def fwht(x: torch.Tensor,  # (..., L) input, L a power of two

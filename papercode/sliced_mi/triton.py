@@ -7,21 +7,13 @@ from __future__ import annotations
 
 import torch
 
-try:  # triton is optional: this module imports without it, and the entry points then say so
-    import triton
-    import triton.language as tl
-    _TRITON_ERROR = None
-except ImportError as _e:
-    _TRITON_ERROR = _e
+from ..core.utils import optional_triton
 
-    class _NoTriton:  # stands in for `triton` and `triton.language` so that the kernel below still parses
-        constexpr = None
-        @staticmethod
-        def jit(fn): return fn
-    triton = tl = _NoTriton()
+triton, tl, _TRITON_ERROR = optional_triton()  # triton is optional: the module imports without it, and its entry points then say so
+
 
 # %% auto #0
-__all__ = ['fwht_triton_available', 'fwht_triton']
+__all__ = ['triton', 'tl', 'fwht_triton_available', 'fwht_triton']
 
 # %% ../../nbs/06_sliced_mi/15_triton.ipynb #6f93ee2b
 @triton.jit

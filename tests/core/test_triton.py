@@ -202,7 +202,11 @@ def test_without_triton():
             "          lambda: PointCloudCost(torch.randn(4, 2), torch.randn(3, 2)).lse_rows(torch.zeros(1, 3), 1.0, 'triton')):\n"
             "    try: f()\n"
             "    except ImportError as e: assert 'needs the `triton` package' in str(e), e\n"
-            "    else: raise AssertionError('no ImportError')\n")
+            "    else: raise AssertionError('no ImportError')\n"
+            "import papercode.lora_compression.triton as L, papercode.sliced_mi.triton as S\n"  # the chapters' kernels too
+            "from papercode.sliced_mi.projections import fwht\n"
+            "assert not L.triton_available('cuda') and not S.fwht_triton_available(torch.zeros(4))\n"
+            "assert torch.equal(fwht(torch.tensor([1., 2.])), torch.tensor([3., -1.]))  # auto falls back to torch\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
