@@ -1,0 +1,77 @@
+"""The trained-adapter study's scoring path against the chapter's serving path, on models the notebook does not use.
+
+`lm_task_scores` scores compressed adapters with its own per-sequence hooks on cached hidden states; here its logits
+must equal those of `CompressedLoraModel` (the jointly compressed adapters served inside the whole model, eq. 5),
+for a tiny Llama with a different shape from the notebook's and, when installed, SmolLM2-135M.
+"""
+import pytest
+import torch
+
+from papercode.core.testing import assert_close, require
+
+try:
+    import transformers
+except ImportError:  # skipped locally, a failure under CI (which installs the extra)
+    transformers = None
+
+from papercode.core.models.llm import llm_missing
+from papercode.core.models.lora import LoraCollection, LoraFactors
+from papercode.lora_compression.cluster import cluster_jd
+from papercode.lora_compression.compress import jd_full
+from papercode.lora_compression.lm_tasks import _per_sequence, _stacks, _top_logits, lm_task_scores, lm_tasks, make_lm_suite
+from papercode.lora_compression.model import CompressedLoraModel
+
+
+class _Chars:
+    "One token per character."
+    eos_token_id = 0
+    def __call__(self, s): return {"input_ids": [ord(c) % 128 for c in s]}
+
+
+def _random_adapters(suite, r, seed):
+    "Random LoRAs (B nonzero) on the suite's slots, one per task."
+    g = torch.Generator().manual_seed(seed)
+    coll = LoraCollection()
+    for t in suite.tasks:
+        ad = {}
+        for s in suite.slots:
+            d_out, d_in = suite.model.get_submodule(s).weight.shape
+            ad[s] = LoraFactors(torch.randn(r, d_in, generator=g) / d_in ** 0.5, torch.randn(d_out, r, generator=g) / r, alpha=2.0 * r)
+        coll.add(t.name, ad)
+    return coll
+
+
+def _check_against_served(model, tok, tasks, top_layers, r, rank, k):
+    suite = make_lm_suite(model, tok, tasks, n_train=4, n_test=6, top_layers=top_layers, seed=3)
+    coll = _random_adapters(suite, r, seed=1)
+    comp = cluster_jd(coll, rank, k, seed=0, max_iter=10) if k > 1 else jd_full(coll, rank, max_iter=10)
+    task, ids, lab, H = suite.test
+    with torch.no_grad():
+        box = [task]
+        with _per_sequence(suite, _stacks(suite, comp), box): ours, _, _ = _top_logits(suite, H, lab)
+        served = CompressedLoraModel(model, comp, backend="torch")
+        ref = served(ids, adapter_ids=task).logits[lab != -100]
+        served.remove()
+    assert_close(ours, ref, atol=2e-4, rtol=1e-4)
+    scores = lm_task_scores(suite, comp)  # and the scores are those of the served model's arg-max
+    hit = (ref.argmax(-1) == lab[lab != -100]).float()
+    rows = (lab != -100).nonzero()[:, 0]
+    per_seq = torch.zeros(len(ids)).index_add_(0, rows, hit) / torch.zeros(len(ids)).index_add_(0, rows, torch.ones_like(hit))
+    exact = torch.stack([(per_seq[task == t] == 1).float().mean() for t in range(len(tasks))])
+    assert_close(scores.exact_match, exact, atol=0, rtol=0)
+
+
+def test_scores_equal_served_model_tiny_llama():
+    require(transformers is not None, 'transformers is not installed (pip install -e ".[lora_compression]")')
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=80, num_hidden_layers=4,
+                                   num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=64)
+    torch.manual_seed(2)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    _check_against_served(model, _Chars(), lm_tasks(2, families=("sub", "shift")), top_layers=3, r=4, rank=6, k=2)
+
+
+@pytest.mark.skipif(llm_missing() is not None, reason=f"SmolLM2 not installed: {llm_missing()}")
+def test_scores_equal_served_model_smollm2():
+    from papercode.core.models.llm import load_llm
+    llm = load_llm()
+    _check_against_served(llm.model, llm.tokenizer, lm_tasks(1), top_layers=2, r=8, rank=8, k=1)
