@@ -22,8 +22,8 @@ from .serve import bench_serving
 from .tasks import make_task_suite, task_accuracy, train_task_loras
 
 # %% auto #0
-__all__ = ['LM_SIZES', 'TINY_SERVING', 'GPU_SERVING', 'Config', 'theory_oracles', 'exp_oracles', 'error_curves', 'exp_curves',
-           'performance_vs_error', 'exp_perf', 'lm_performance_vs_error', 'exp_perf_lm', 'serving_curves',
+__all__ = ['LM_SIZES', 'TINY_SERVING', 'GPU_SERVING', 'SMOL_SERVING', 'Config', 'theory_oracles', 'exp_oracles', 'error_curves',
+           'exp_curves', 'performance_vs_error', 'exp_perf', 'lm_performance_vs_error', 'exp_perf_lm', 'serving_curves',
            'exp_serving', 'bench_serving_policies', 'model_serving', 'gpu_serving_report', 'bench_model']
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #7801fa40
@@ -450,13 +450,18 @@ TINY_SERVING = dict(config=dict(vocab_size=256, hidden_size=256, intermediate_si
 GPU_SERVING = dict(config=dict(vocab_size=1024, hidden_size=4096, intermediate_size=14336, num_hidden_layers=2,
                                num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=1024),
                    ns=(1, 16, 64, 256, 1024), batch=64, prompt_len=128, new_tokens=8, repeats=2, dtype=torch.bfloat16)
+SMOL_SERVING = dict(config=dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
+                                tie_word_embeddings=True),
+                    ns=(1, 16, 64, 256), batch=32, prompt_len=32, new_tokens=4, repeats=2, dtype=torch.float32)
 
 def model_serving(device: str | torch.device = "cpu",  # "cuda" runs GPU_SERVING, anything else TINY_SERVING
                   seed: int = 0,  # seed of the weights, adapters and request mixes
+                  sizes: dict | None = None,  # one of the size dicts above; None: by device
                   ) -> tuple[list, str]:
-    "The model-level serving points at the size for `device`, and the device's name."
+    "The model-level serving points at the size for `device` (or `sizes`), and the device's name."
     dev = torch.device(device)
-    kw = GPU_SERVING if dev.type == "cuda" else TINY_SERVING
+    kw = sizes or (GPU_SERVING if dev.type == "cuda" else TINY_SERVING)
     return bench_model_serving(**kw, device=dev, seed=seed), device_info(dev)
 
 def gpu_serving_report(out: str | Path,  # folder for serving.json and serving.md
