@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +105,7 @@ class DistillResult:
     noise: str  # κ choice
     seed: int  # the run's seed
     device: str  # where it ran
+    kappa_rms: list = field(default_factory=list)  # root-mean-square of the κ used at each iteration (≈ 1 for a noise)
 
 NOISES = ("sds", "sdi", "cached", "exact")
 
@@ -139,6 +141,10 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
     if t_min > t_max: raise ValueError(f"t_range: t_min = {t_min} > t_max = {t_max} (time is annealed downwards)")
     if entropy < 0: raise ValueError(f"entropy: must be ≥ 0, got {entropy}")
     if optimizer not in ("sgd", "adam"): raise ValueError(f"optimizer: 'sgd' or 'adam', got {optimizer!r}")
+    if noise == "cached" and (optimizer != "sgd" or lr != 1.0 or getattr(target, "squash", False)):
+        warnings.warn("noise='cached' is DDIM only when every update lands on the target x̂₀ (optimizer='sgd', lr=1, an "
+                      "ImageParam without squash); here κ is fed back off the DDIM path and can grow without bound "
+                      "(see kappa_rms)", stacklevel=2)
     if noise == "sdi":
         from papercode.score_distillation.diffusion import check_inversion_args
         check_inversion_args(n_inv, eta, variant)
@@ -168,7 +174,7 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
     ts = [int(round(v)) for v in np.linspace(i_max, i_min, iters)]
     keep = set(np.linspace(0, iters - 1, min(n_frames, iters)).round().astype(int).tolist())
     frames, frame_iters, diverged, where_div = [], [], False, None
-    t0 = time.perf_counter()
+    t0, k_rms = time.perf_counter(), []
     for i, t in enumerate(ts):
         where = f" at iteration {i}"
         x0 = target.render(psi, gen)
@@ -195,6 +201,7 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
             if entropy > 0:
                 kappa = kappa + entropy * torch.randn(xd.shape, generator=gen, dtype=xd.dtype).to(dev); xt = None
             if xt is None: xt = a.sqrt() * xd + (1 - a).sqrt() * kappa
+            k_rms.append(float(kappa.float().pow(2).mean().sqrt()))
             eps = guided_eps(model, xt, t, c, gamma, counter=cnt, where=where)
             target_x0 = (xt - (1 - a).sqrt() * eps) / a.sqrt()
         kappa_prev = eps
@@ -211,4 +218,4 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
             frames.append(target.canonical(psi).cpu().numpy().copy()); frame_iters.append(i)
     secs = time.perf_counter() - t0
     return DistillResult(psi.detach(), target.canonical(psi), frames, frame_iters, ts[: (where_div + 1 if diverged else iters)],
-                         cnt.calls, secs, diverged, where_div, noise, seed, device_info(dev))
+                         cnt.calls, secs, diverged, where_div, noise, seed, device_info(dev), k_rms)
