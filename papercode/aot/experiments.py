@@ -26,8 +26,8 @@ from .train import BanditLM, train_preference
 # %% auto #0
 __all__ = ['TOL_IDENTITIES', 'COLORS', 'AOTConfig', 'mean_ci', 'claim_identities', 'exp_identities', 'toy_run', 'reward_at_kl',
            'matched', 'claim_fig1', 'quantile_figure', 'claim_fig2', 'claim_fig3', 'paired_diff', 'verdict_fig1',
-           'verdict_fig2', 'verdict_fig3', 'exp_fig1', 'exp_fig2', 'exp_fig3', 'lm_summary', 'lm_verdict', 'lm_figure',
-           'exp_lm_sentiment', 'claim_rate', 'exp_rate', 'bench_lm', 'bench']
+           'verdict_fig2', 'verdict_fig3', 'exp_fig1', 'exp_fig2', 'exp_fig3', 'lm_summary', 'lm_matched', 'lm_verdict',
+           'lm_figure', 'exp_lm_sentiment', 'claim_rate', 'exp_rate', 'bench_lm', 'bench']
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #a12d0f83
 @dataclass(frozen=True)
@@ -49,13 +49,14 @@ class AOTConfig:
     lm_seeds: int = 1  # SmolLM2 runs per loss (claim 3)
     lm_steps: int = 30  # Adam steps of each SmolLM2 run
     lm_eval_samples: int = 4  # continuations per held-out prompt
+    lm_eval_every: int = 15  # steps between the KL / score checkpoints of the matched-KL comparison
 
     @classmethod
     def tiny(cls) -> "AOTConfig":
         "About half a minute on one core: the path of `papercode reproduce aot`."
         return cls(seeds=5, n_prompts=64, n_answers=8, n_train=4096, n_eval=1024, steps=300, batch=64, beta=0.1,
                    lr=0.05, batches=(4, 16, 64), betas=(0.01, 0.1, 1.0, 3.0), sample_sizes=(64, 256, 1024, 4096),
-                   identity_sizes=(1, 5, 32, 128), lm_seeds=1, lm_steps=30, lm_eval_samples=4)
+                   identity_sizes=(1, 5, 32, 128), lm_seeds=1, lm_steps=30, lm_eval_samples=4, lm_eval_every=15)
 
     @classmethod
     def paper(cls) -> "AOTConfig":
@@ -63,7 +64,7 @@ class AOTConfig:
         return cls(seeds=10, n_prompts=64, n_answers=8, n_train=8192, n_eval=2048, steps=600, batch=64, beta=0.1,
                    lr=0.05, batches=(4, 16, 64, 256), betas=(0.01, 0.1, 1.0, 3.0, 10.0),
                    sample_sizes=(32, 64, 128, 256, 512, 1024, 2048, 4096), identity_sizes=(1, 5, 32, 128, 512), lm_seeds=5, lm_steps=60,
-                   lm_eval_samples=8)
+                   lm_eval_samples=8, lm_eval_every=20)
 
     @classmethod
     def from_ctx(cls, ctx: RunContext) -> "AOTConfig":
@@ -300,12 +301,27 @@ def lm_summary(runs: list) -> dict:
                    eps_cr=float(max(r.stats["eps_chosen_rejected"] for r in rs)))
            for m, rs in by.items()}
     if "dpo" in by:
+        traced = all(r.trace is not None for rs in by.values() for r in rs)
+        if traced: at_kl, target = lm_matched(by)
         for m in ("paot", "uaot"):
             if m not in by: continue
             d = [a.policy.rewards.mean() - b.policy.rewards.mean() for a, b in zip(by[m], by["dpo"])]
             mm, h = mean_ci(d)
             out[m]["minus_dpo"] = (float(mm), float(mm - h), float(mm + h))
+            if traced:
+                mm, h = mean_ci(at_kl[m] - at_kl["dpo"])
+                out[m]["minus_dpo_matched"] = (float(mm), float(mm - h), float(mm + h))
+        if traced:
+            for m in by: out[m].update(score_matched=float(at_kl[m].mean()), kl_matched=float(target.mean()))
     return out
+
+def _ival(t):
+    "(value, low, high) as text; the value alone when there is no interval (one seed)."
+    return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]" if np.isfinite(t[1]) else f"{t[0]:+.3f} (one seed, no interval)"
+
+def lm_matched(by: dict) -> tuple:
+    "Per loss, each seed's mean judged score where its KL trace first reaches that seed's matched KL (the smallest final KL)."
+    return matched({m: [dict(kl=r.trace["kl"], reward=r.trace["score"]) for r in rs] for m, rs in by.items()})
 
 def lm_verdict(summary: dict) -> tuple[bool, dict]:
     checks = {}
@@ -320,11 +336,20 @@ def lm_figure(runs: list):
     "Quantile functions of the judged scores of held-out continuations: the base model and each aligned policy (first seed)."
     seed = runs[0].seed; rs = [x for x in runs if x.seed == seed]
     lv = np.linspace(0.01, 0.99, 99)
-    with figure(1, 1, figsize=(5.5, 3.4)) as (fig, ax):
+    traced = all(x.trace is not None for x in runs)
+    with figure(1, 2 if traced else 1, figsize=(10, 3.4) if traced else (5.5, 3.4)) as (fig, axes):
+        ax = axes[0] if traced else axes
         ax.plot(lv, np.quantile(rs[0].base.rewards, lv), color="black", ls="--", label="base SmolLM2-135M")
         for x in rs: ax.plot(lv, np.quantile(x.policy.rewards, lv), color=COLORS.get(x.loss), label=x.loss)
         ax.set_xlabel("quantile level t"); ax.set_ylabel("VADER score of the continuation"); ax.legend(fontsize=8)
         ax.set_title(f"held-out continuations, seed {seed}", fontsize=9)
+        if traced:  # the mean score along each run's KL path: the matched-KL comparison reads these curves at one KL
+            ax = axes[1]; seen = set()
+            for x in runs:
+                ax.plot(x.trace["kl"], x.trace["score"], "o-", ms=3, lw=1, alpha=0.8, color=COLORS.get(x.loss),
+                        label=None if x.loss in seen else x.loss); seen.add(x.loss)
+            ax.set_xlabel("KL(π ‖ π_ref), nats per continuation"); ax.set_ylabel("mean VADER score")
+            ax.set_title(f"score along training, {len({x.seed for x in runs})} seed(s)", fontsize=9); ax.legend(fontsize=8)
     return fig
 
 @experiment("aot", "lm_sentiment",
@@ -340,13 +365,15 @@ def exp_lm_sentiment(ctx: RunContext) -> Outcome:
     if why: return Outcome(ours=f"skipped: {why}", passed=None)
     cfg = AOTConfig.from_ctx(ctx)
     runs = align_sentiment(seeds=tuple(ctx.seed + 3000 + s for s in range(cfg.lm_seeds)), steps=cfg.lm_steps,
-                           eval_samples=cfg.lm_eval_samples, progress=False)
+                           eval_samples=cfg.lm_eval_samples, eval_every=cfg.lm_eval_every, progress=False)
     sm = lm_summary(runs); ok, checks = lm_verdict(sm)
     f = lambda t, nd=3: f"{t[0]:.{nd}f} [{t[1]:.{nd}f}, {t[2]:.{nd}f}]"
     parts = [f"{m}: score {s['reward']:+.3f} (base {s['base']:+.3f}), win {f(s['win'])}, ε(policy ≻ base) {f(s['eps'])}, "
              f"KL {s['kl']:.2f}, held-out ε(chosen ≻ rejected) ≤ {s['eps_cr']:.3f}"
              + (f", minus DPO {s['minus_dpo'][0]:+.3f} [{s['minus_dpo'][1]:+.3f}, {s['minus_dpo'][2]:+.3f}]"
-                if "minus_dpo" in s and np.isfinite(s["minus_dpo"][1]) else "") for m, s in sm.items()]
+                if "minus_dpo" in s and np.isfinite(s["minus_dpo"][1]) else "")
+             + (f"; at matched KL {s['kl_matched']:.2f}: score {s['score_matched']:+.3f}" if "score_matched" in s else "")
+             + (f", minus DPO {_ival(s['minus_dpo_matched'])}" if "minus_dpo_matched" in s else "") for m, s in sm.items()]
     head = (f"SmolLM2-135M, {cfg.lm_seeds} seed(s), {cfg.lm_steps} steps, {cfg.lm_eval_samples} continuations × 30 "
             f"held-out prompts, device {runs[0].device}: ")
     return Outcome(ours=head + "; ".join(parts) + f"; checks {checks}", passed=ok, value=sm["uaot"]["win"][0],

@@ -278,6 +278,7 @@ class SentimentRun:
     stats: dict  # compare_rewards(policy, base) plus eps_chosen_rejected (held-out implicit rewards) and kl
     seconds: float
     device: str
+    trace: dict | None = None  # with `eval_every`: step, kl, score (mean judged score) arrays, step 0 = the base model
 
 def align_sentiment(records: SentimentRecords | None = None,  # None: the committed SmolLM2 data
                     llm=None,  # an `LLM` (None: `load_llm()`)
@@ -286,9 +287,12 @@ def align_sentiment(records: SentimentRecords | None = None,  # None: the commit
                     steps: int = 60, sort_batch: int = 16, lr: float = 5e-4, beta: float = 0.1,
                     k: int = 2, r: int = 8,  # adapted last blocks, LoRA rank
                     eval_samples: int = 4,  # continuations per held-out prompt
+                    eval_every: int | None = None,  # also sample, judge and estimate the KL every this many steps (`trace`)
                     log_every: int = 20, progress: bool = True) -> list[SentimentRun]:
     "Align SmolLM2 (LoRA on the last k blocks, from cached states) with each loss and seed; judge held-out continuations."
     from tqdm.auto import tqdm
+    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every: expected a positive integer or None, got {eval_every!r}")
     records = records if records is not None else load_sentiment_records()
     llm = llm if llm is not None else load_llm()
     tok = llm.tokenizer
@@ -310,13 +314,20 @@ def align_sentiment(records: SentimentRecords | None = None,  # None: the commit
         for m in losses:
             t0 = time.perf_counter()
             reset_lora(pm, seed)
+            trace = [(0, 0.0, float(base.rewards.mean()))]  # adapters at B = 0 sample exactly the base's continuations
+            def checkpoint(step):
+                if eval_every is not None and step % eval_every == 0 and step < steps:
+                    e = evaluate_policy(pm, tok, test_prompts, n_samples=eval_samples, seed=seed + 1)
+                    trace.append((step, e.kl, float(e.rewards.mean())))
             res = train_preference(pol, data[m], loss=m, loss_kw=dict(beta=beta), steps=steps, sort_batch=sort_batch,
-                                   lr=lr, eval_data=held, log_every=log_every, seed=seed)
+                                   lr=lr, eval_data=held, log_every=log_every, seed=seed, callback=checkpoint)
             ev = evaluate_policy(pm, tok, test_prompts, n_samples=eval_samples, seed=seed + 1)
+            trace.append((steps, ev.kl, float(ev.rewards.mean())))
+            tr = {k: np.array(v) for k, v in zip(("step", "kl", "score"), zip(*trace))} if eval_every is not None else None
             with torch.no_grad(): c, rj = hc() - ref_c, hr() - ref_r
             st = compare_rewards(ev.rewards, base.rewards, seed=seed)
             st.update(eps_chosen_rejected=float(almost_dominance_ratio(c, rj)), kl=ev.kl)
-            runs.append(SentimentRun(m, int(seed), res, ev, base, st, time.perf_counter() - t0, res.device))
+            runs.append(SentimentRun(m, int(seed), res, ev, base, st, time.perf_counter() - t0, res.device, tr))
             bar.update(1); bar.set_postfix(loss=m, seed=seed)
     bar.close()
     return runs

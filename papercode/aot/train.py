@@ -216,6 +216,7 @@ def train_preference(policy: nn.Module,  # a model with `logps(prompts, answers)
                      eval_data: PreferenceData | None = None,  # held-out data for the quantile traces (None: data)
                      log_every: int = 25,  # steps between records
                      seed: int = 0,  # draws the batches
+                     callback: Callable[[int], None] | None = None,  # called as callback(step) after each optimiser step
                      ) -> TrainResult:
     "Train `policy` with a preference loss; sample batches with replacement; trace held-out reward quantiles."
     fn = LOSSES.get(loss) if isinstance(loss, str) else loss
@@ -267,6 +268,7 @@ def train_preference(policy: nn.Module,  # a model with `logps(prompts, answers)
         opt.step()
         losses.append(total)
         if step % log_every == 0 or step == steps: record(step)
+        if callback is not None: callback(step)
     dev = str(next(iter(params)).device)
     return TrainResult(loss=torch.tensor(losses), log_steps=tuple(logs), levels=QUANTILE_LEVELS, chosen_q=torch.stack(cq),
                        rejected_q=torch.stack(rq), margin_q=torch.stack(mq), ref_margin_q=ref_margin_q,

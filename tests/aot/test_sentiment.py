@@ -151,3 +151,50 @@ def test_sampling_is_exact_length_seeded_and_leaves_the_global_state(tiny):
     assert a == b and a != c and [len(x) for x in a] == [3, 3]
     assert tok.padding_side == side  # restored after left-padded generation
     with pytest.raises(ValueError, match="n_samples"): sample_completions(lm, tok, ["a"], n_samples=0)
+
+
+@need("peft", "transformers", "vaderSentiment")
+def test_fresh_adapters_sample_the_base_continuations_at_zero_kl(tiny):
+    import copy
+    from papercode.aot.sentiment import evaluate_policy
+    tok, lm = tiny
+    pm = reset_lora(lora_last_blocks(copy.deepcopy(lm), 2, r=2), 0)
+    e = evaluate_policy(pm, tok, ["abc", "hello"], n_samples=2, max_new_tokens=4, seed=1)
+    with pm.disable_adapter(): b = evaluate_policy(pm, tok, ["abc", "hello"], n_samples=2, max_new_tokens=4, seed=1, kl=False)
+    assert e.kl == 0.0 and e.completions == b.completions and np.array_equal(e.rewards, b.rewards)
+
+
+@need("peft", "transformers", "vaderSentiment")
+def test_align_sentiment_traces_kl_and_score_without_changing_training(tiny):
+    from types import SimpleNamespace
+    from papercode.aot.sentiment import align_sentiment
+    tok, lm = tiny
+    rng = np.random.default_rng(0)
+    rec = _records(rng.normal(size=(8, 4)).round(2).tolist(), held=[False] * 6 + [True] * 2)
+    llm = SimpleNamespace(model=lm, tokenizer=tok)
+    kw = dict(losses=("dpo", "uaot"), seeds=(0,), steps=6, sort_batch=4, lr=0.05, k=2, r=2, eval_samples=2, log_every=3,
+              progress=False)
+    plain = align_sentiment(rec, llm, **kw)
+    traced = align_sentiment(rec, llm, eval_every=2, **kw)
+    for a, b in zip(plain, traced):
+        assert a.trace is None and a.loss == b.loss
+        assert torch.equal(a.train.loss, b.train.loss)  # evaluating between steps leaves training bit-identical
+        assert a.policy.completions == b.policy.completions and a.policy.kl == b.policy.kl
+        t = b.trace
+        assert t["step"].tolist() == [0, 2, 4, 6]
+        assert t["kl"][0] == 0 and t["score"][0] == pytest.approx(b.base.rewards.mean())
+        assert t["kl"][-1] == b.policy.kl and t["score"][-1] == pytest.approx(b.policy.rewards.mean())
+        assert np.isfinite(t["kl"]).all() and (t["kl"][1:] != 0).all()  # the policy moved (a Monte Carlo KL can be < 0)
+    with pytest.raises(ValueError, match="eval_every"): align_sentiment(rec, llm, eval_every=0, **kw)
+
+
+def test_lm_matched_reads_each_trace_at_the_smallest_final_kl():
+    from types import SimpleNamespace
+    from papercode.aot.experiments import lm_matched
+    run = lambda kl, score: SimpleNamespace(trace=dict(kl=np.array(kl, float), score=np.array(score, float)))
+    by = dict(dpo=[run([0, 1, 2], [0, 1, 2]), run([0, 3], [0, 3])],
+              paot=[run([0, 2, 4], [0, 1, 3]), run([0, 1, 5], [0, 4, 4])])
+    at, target = lm_matched(by)
+    assert target.tolist() == [2, 3]  # per seed, the smaller of the two final KLs
+    assert at["dpo"].tolist() == [2, 3]
+    assert at["paot"].tolist() == [1, 4]  # interpolated on paot's own path: KL 2 is step 1; KL 3 lies on the flat part
