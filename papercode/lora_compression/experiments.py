@@ -257,15 +257,15 @@ def performance_vs_error(cfg: Config,  # sizes
         settings.append(_setting(suite, acc, comp, rp, "svd", comp.errors(), float("nan"))[1])
     return dict(acc=acc, base=float(task_accuracy(suite, None).mean()), points=pts, settings=settings)
 
-def _perf_plot(res):
-    "Accuracy kept against reconstruction error, one point per (adapter, setting)."
+def _perf_plot(res, metric: str = "accuracy"):
+    "`metric` kept (compressed / uncompressed) against reconstruction error, one point per (adapter, setting)."
     with figure(figsize=(5.5, 3.4)) as (fig, ax):
         e, k = zip(*res["points"])
         ax.scatter(e, k, s=6, alpha=0.6)
         ax.axvline(0.6, color="k", ls="--", lw=1, label="error 0.6")
         ax.axhline(0.99, color="gray", ls=":", lw=1, label="99 %")
         ax.set_xlabel("squared relative reconstruction error (mean over slots)")
-        ax.set_ylabel("accuracy / uncompressed")
+        ax.set_ylabel(f"{metric}, compressed / uncompressed")
         ax.legend(fontsize=7)
     return fig
 
@@ -369,7 +369,7 @@ def exp_perf_lm(ctx: RunContext) -> Outcome:
                    base_token_accuracy=res["base"].token_accuracy.tolist(), loss_first=res["losses"][0],
                    loss_last=float(sum(res["losses"][-20:]) / len(res["losses"][-20:])), seconds=res["seconds"])
     return Outcome(ours=ours, passed=share >= 0.95 if below else None, value=share, converged=None, details=details,
-                   figures={"performance_kept_lm": _perf_plot(res)})
+                   figures={"performance_kept_lm": _perf_plot(res, "token accuracy")})
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #61b1b220
 def _serve(cfg, seed, zipf=0.0):
