@@ -300,20 +300,19 @@ def lm_summary(runs: list) -> dict:
                    eps=_agg(rs, "eps"), kl=float(np.mean([r.stats["kl"] for r in rs])),
                    eps_cr=float(max(r.stats["eps_chosen_rejected"] for r in rs)))
            for m, rs in by.items()}
-    if "dpo" in by:
-        traced = all(r.trace is not None for rs in by.values() for r in rs)
-        if traced: at_kl, target = lm_matched(by)
-        for m in ("paot", "uaot"):
-            if m not in by: continue
-            d = [a.policy.rewards.mean() - b.policy.rewards.mean() for a, b in zip(by[m], by["dpo"])]
-            mm, h = mean_ci(d)
-            out[m]["minus_dpo"] = (float(mm), float(mm - h), float(mm + h))
-            if traced:
-                mm, h = mean_ci(at_kl[m] - at_kl["dpo"])
-                out[m]["minus_dpo_matched"] = (float(mm), float(mm - h), float(mm + h))
-        if traced:
-            for m in by: out[m].update(score_matched=float(at_kl[m].mean()), kl_matched=float(target.mean()))
+    if "dpo" not in by: return out
+    aot = [m for m in ("paot", "uaot") if m in by]
+    for m in aot:
+        out[m]["minus_dpo"] = _mean_ival([a.policy.rewards.mean() - b.policy.rewards.mean() for a, b in zip(by[m], by["dpo"])])
+    if all(r.trace is not None for rs in by.values() for r in rs):  # runs traced along the way: compare at matched KL
+        at_kl, target = lm_matched(by)
+        for m in aot: out[m]["minus_dpo_matched"] = _mean_ival(at_kl[m] - at_kl["dpo"])
+        for m in by: out[m].update(score_matched=float(at_kl[m].mean()), kl_matched=float(target.mean()))
     return out
+
+def _mean_ival(d) -> tuple:
+    "(mean, low, high) of per-seed differences `d` (Student interval)."
+    mm, h = mean_ci(d); return (float(mm), float(mm - h), float(mm + h))
 
 def _ival(t):
     "(value, low, high) as text; the value alone when there is no interval (one seed)."

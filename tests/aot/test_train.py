@@ -1,5 +1,4 @@
 """`train_preference` on the tabular toy: the step callback sees every step and leaves training unchanged."""
-import pytest
 import torch
 
 from papercode.aot.train import BanditLM, train_preference
