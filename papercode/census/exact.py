@@ -171,6 +171,13 @@ def brute_force(c,  # (d,) target c_b
     return np.array(sorted(map(tuple, sols)), dtype=np.int64).reshape(-1, len(dist.pi))
 
 # %% ../../nbs/08_census/20_exact.ipynb #7306bbab
+def _unique_rows(R: np.ndarray) -> np.ndarray:
+    "The distinct rows of a 2-D integer array (order not kept), by sorting each row's bytes."
+    if len(R) < 2: return R
+    R = np.ascontiguousarray(R)
+    v = R.view(np.dtype((np.void, R.dtype.itemsize * R.shape[1]))).ravel()
+    return R[np.unique(v, return_index=True)[1]]
+
 class DPTooLarge(RuntimeError):
     "The exact DP needed more memoised states than allowed."
 
@@ -218,6 +225,25 @@ class MultisetDP:
         if self.max_states is not None and len(self.memo) > self.max_states:
             raise DPTooLarge(f"exact DP: more than {self.max_states} memoised states")
         return out
+
+    def count_states(self, roots,  # residuals the recursion starts from (at vector 0)
+                     cap: int | None = None,  # stop counting once the total exceeds this
+                     ) -> int:
+        "How many (i, r) states `solve(0, r)` for every root memoises, counted layer by layer in numpy (early exit above `cap`)."
+        n, d = len(self.A), len(self.A[0]) if self.A else 0
+        R = np.array([tuple(r) for r in roots], np.int64).reshape(-1, d)
+        dt = np.int8 if R.max(initial=0) < 128 else np.int16 if R.max(initial=0) < 2 ** 15 else np.int64  # residuals only shrink
+        R, A, total = _unique_rows(R.astype(dt)), np.array(self.A, dt).reshape(n, d), 0
+        for i in range(n + 1):
+            R = R[~R[:, list(self.dead[i])].any(1)] if self.dead[i] else R  # dead residuals are not memoised
+            total += len(R)
+            if i == n or (cap is not None and total > cap) or not len(R): break
+            nz = list(self.nz[i])
+            mmax = (R[:, nz] // A[i, nz]).min(1)
+            kids = [R]
+            for m in range(1, int(mmax.max()) + 1): kids.append(R[mmax >= m] - m * A[i])
+            R = _unique_rows(np.concatenate(kids))  # children r - m a_i, 0 <= m <= mmax, each counted once
+        return total
 
     def enumerate(self, r: tuple, limit: int | None = None):
         "Yield count vectors (over the n rows) summing to r, at most `limit`."
@@ -337,8 +363,7 @@ class ExactSampler:
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old, 4 * len(self.idx) + 200))
         try:
-            self.ncount = {n: self.dp.solve(0, r) for n, r in self.targets.items()} if self.dp is not None and len(A) else \
-                getattr(self, "ncount", {})
+            self.ncount = self._solve_all() if self.dp is not None and len(A) else getattr(self, "ncount", {})
         finally:
             sys.setrecursionlimit(old)
         self.ncount = {n: v for n, v in self.ncount.items() if v[0] > 0}
@@ -348,6 +373,21 @@ class ExactSampler:
         self.info = ExactCount(n_solutions=sum(v[0] for v in self.ncount.values()), log_z=lz, n_eligible=len(self.idx),
                                fixed_households=self.fixed, dp_states=len(self.dp.memo) if self.dp else 0,
                                seconds=time.perf_counter() - t0)
+
+    def _solve_all(self, probe: int = 10_000):
+        "The DP for every household count; past `probe` states, the states are counted in numpy first so that a block over the cap fails in milliseconds, not seconds."
+        cap, dp = self.dp.max_states, self.dp
+        if cap is None or cap <= probe: return {n: dp.solve(0, r) for n, r in self.targets.items()}
+        dp.max_states = probe
+        try:
+            return {n: dp.solve(0, r) for n, r in self.targets.items()}
+        except DPTooLarge:
+            if dp.count_states(self.targets.values(), cap) > cap:
+                raise DPTooLarge(f"exact DP: more than {cap} memoised states") from None
+            dp.max_states = cap  # it fits: finish, reusing the states already memoised (each is complete)
+            return {n: dp.solve(0, r) for n, r in self.targets.items()}
+        finally:
+            dp.max_states = cap
 
     def _full(self, m):
         out = np.zeros(len(self.dist.pi), np.int64)

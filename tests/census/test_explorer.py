@@ -8,7 +8,7 @@ import pytest
 
 from papercode.core.testing import assert_close, require
 from papercode.census.exact import ExactSampler, brute_force, log_weight, multigraph_instance, vector_distribution
-from papercode.census.experiments import CensusConfig, bench_pipeline, block_explorer_data, block_explorer_figure
+from papercode.census.experiments import CensusConfig, bench_pipeline, bench_sampling, block_explorer_data, block_explorer_figure
 from papercode.census.solvers import solve_block
 
 ORTOOLS = importlib.util.find_spec("ortools") is not None
@@ -83,6 +83,22 @@ def test_pipeline_benchmark_bookkeeping():
     assert by["highs"]["exact"] <= by["cpsat"]["exact"]
     assert by["none"]["exact"] == by["none"]["solved"]
     assert "cpsat_pool" not in by["highs"]["samplers"]
+
+
+def test_sampling_benchmark_compares_only_where_both_finish():
+    require(ORTOOLS, "ortools is needed (pip install -e '.[census]')")
+    cfg = replace(CensusConfig.tiny(), bench_state=(30, 6), bench_blocks=4, n_pums=5000, bench_draws=50)
+    r = bench_sampling(cfg, seed=2)
+    assert len(r["rows"]) == 3 + 4 and all(x["complete"] for x in r["rows"]) and not r["unfinished"]
+    assert r["max_law_tvd"] < 1e-12  # the same law
+    assert sum(s["blocks"] for s in r["by_size"]) == len(r["rows"])
+    assert r["median_ratio"] == float(np.median([x["ratio"] for x in r["rows"]]))
+    # a time limit CP-SAT cannot meet on the largest multigraph (2021 solutions): that row leaves the comparison
+    cut = bench_sampling(replace(cfg, bench_time_limit=0.005), seed=2)
+    late = [x for x in cut["rows"] if not x["complete"]]
+    assert any(x["block"] == "multigraphs c=4, d=5" for x in late)
+    assert all(np.isnan(x["law_tvd"]) for x in late) and len(cut["unfinished"]) == len(late)
+    assert sum(s["blocks"] for s in cut["by_size"]) == len(cut["rows"]) - len(late)
 
 
 def test_most_probable_ranks_by_exact_probability():
