@@ -181,3 +181,62 @@ def test_nhgis_reader_on_a_fabricated_file(tmp_path):
     p.write_text("\n".join(bad) + "\n")
     with pytest.raises(ValueError, match="line 3"): read_nhgis_blocks(p)
     with pytest.raises(FileNotFoundError): read_nhgis_blocks(tmp_path / "missing.csv")
+
+
+def _regular_multigraphs(c: int, d: int) -> int:
+    "Loop-allowing c-regular multigraphs on d labelled vertices, counted vertex by vertex (not by the DP's vectors)."
+    from functools import lru_cache
+
+    @lru_cache(maxsize=None)
+    def fill(v, rem):  # vertices < v are done; rem = remaining degree of every vertex >= v
+        if v == d: return 1
+        r0, rest, total = rem[0], rem[1:], 0
+        for loops in range(r0 // 2 + 1):  # a loop adds 2 to the degree
+            total += split(r0 - 2 * loops, rest, v)
+        return total
+
+    def split(k, rest, v):  # share k edge ends of vertex v among the later vertices
+        def go(j, k, acc):
+            if j == len(rest): return fill(v + 1, tuple(acc)) if k == 0 else 0
+            return sum(go(j + 1, k - e, acc + [rest[j] - e]) for e in range(min(k, rest[j]) + 1))
+        return go(0, k, [])
+
+    return fill(0, tuple([c] * d))
+
+
+@pytest.mark.parametrize("cd,n", [((6, 4), 670), ((8, 4), 2355), ((6, 5), 25_050), ((2, 6), 388)])
+def test_multigraph_counts_match_an_independent_count(cd, n):
+    "The DP against a vertex-by-vertex count, beyond brute force's reach, and both against the spec's table."
+    c, dist = multigraph_instance(*cd)
+    assert _regular_multigraphs(*cd) == n
+    assert ExactSampler(c, dist).info.n_solutions == n
+
+
+def test_size_adjusted_tvd_on_a_hand_computed_example():
+    from papercode.census.synthesize import size_adjusted_tvd, tvd
+    one = lambda h: (1, 0, 0, 0, 0, 0, 0, h, 1)  # one White person, Hispanic or not
+    k3, k4 = (2, 0, 0, 0, 0, 0, 0, 0, 2), (1, 1, 0, 0, 0, 0, 0, 0, 2)
+    syn = {one(0): 0.4, one(1): 0.1, k3: 0.3, k4: 0.2}
+    ref = {one(0): 0.3, one(1): 0.3, k3: 0.4}
+    # size 1: the reference is moved to the synthetic Hispanic share (0.2), which makes it equal: 0;
+    # size 2: TVD({k3: .6, k4: .4}, {k3: 1}) = 0.4, weighted by the synthetic size share 0.5
+    assert size_adjusted_tvd(syn, ref) == pytest.approx(0.2, abs=1e-12)
+    assert tvd(syn, ref) == pytest.approx(0.3, abs=1e-12)
+
+
+def test_reweight_multiplies_pi_by_the_official_weights():
+    from types import SimpleNamespace
+    from papercode.census.synthesize import household_key, key_distribution, reweight
+    st = synthetic_state(5, seed=9, n_pums=400)
+    dist = household_distribution(st.pums)
+    hh = list(dist.households)
+    over = household_key(hh[0])
+    syn_h = [hh[0]] * 30 + hh[1:20]  # the first household's key over-represented in the "synthetic" data
+    new = reweight(dist, SimpleNamespace(households=syn_h), smoothing=0.001, mixed_race_factor=2.0)
+    ref, syn = key_distribution(hh, dist.hh_pi), key_distribution(syn_h)
+    w = np.array([(ref.get(household_key(h), 0) + 0.001) / (syn.get(household_key(h), 0) + 0.001)
+                  * (2.0 if sum(1 for x in household_key(h)[:7] if x) > 1 else 1.0) for h in hh])
+    want = dist.hh_pi * w / (dist.hh_pi * w).sum()
+    assert_close(new.hh_pi, want, rtol=1e-10, atol=1e-15)
+    i_over = [i for i, h in enumerate(hh) if household_key(h) == over]
+    assert new.hh_pi[i_over].sum() < dist.hh_pi[i_over].sum()  # the over-drawn key loses mass

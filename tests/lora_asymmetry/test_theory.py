@@ -129,3 +129,13 @@ def test_L_B_is_zero_to_rounding_for_rank_r_inputs_even_when_Q_sigma_Q_is_ill_co
     lam = torch.zeros(16, dtype=torch.float64); lam[:2] = torch.tensor([2.0, 0.5])
     mc2 = asymmetry_mc(16, 4, lam, n_draws=200, seed=5)
     assert float(mc2.L_B.max()) / mc2.total < 1e-12
+
+
+def test_finetune_stops_with_a_named_error_when_the_loss_blows_up():
+    "A learning rate that overflows the logits ends the run at the first non-finite loss, naming the step, not silently."
+    from papercode.lora_asymmetry.finetune import digits_task, finetune, pretrain_digits
+    base, task = pretrain_digits(hidden=16, steps=20), digits_task(n_train=64)
+    ok = finetune(task, mode="B", r=2, steps=3, lr=1e-2, base=base)
+    assert np.isfinite(ok.train_loss)  # a sane learning rate runs through
+    with pytest.raises(ValueError, match=r"loss: became (nan|inf) at step \d+ \(lower lr\?\)"):
+        finetune(task, mode="B", r=2, steps=50, lr=1e30, base=base)

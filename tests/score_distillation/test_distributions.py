@@ -62,3 +62,40 @@ def test_trained_digits_model_samples_the_prompted_digit():
     lab = (torch.arange(60) + 3) % 10
     s = ddim_sample(dm.model, 60, dm.model.schedule, steps=50, cond=lab, gamma=3.0, seed=17).sample
     assert judge_confidence(s, lab).mean() >= 0.9
+
+
+class _ProjectionJudge:
+    "A stand-in judge whose 'features' are two fixed linear read-outs of the image (no training)."
+    def __init__(self, seed=0):
+        self.W = np.random.default_rng(seed).normal(size=(64, 2))
+
+    def features(self, x):
+        return np.asarray(x) @ self.W
+
+
+def test_feature_frechet_is_the_gaussian_frechet_distance_of_the_features():
+    from scipy.linalg import eigh
+    from papercode.score_distillation.digits import feature_frechet
+    rng = np.random.default_rng(4)
+    a = torch.as_tensor(rng.uniform(-0.5, 0.5, (400, 64)))
+    b = torch.as_tensor(rng.uniform(-0.5, 0.5, (300, 64)) * 0.6 + 0.2)
+    j = _ProjectionJudge()
+    fa, fb = j.features(a.numpy()), j.features(b.numpy())
+    ca, cb = np.cov(fa, rowvar=False) + 1e-6 * np.eye(2), np.cov(fb, rowvar=False) + 1e-6 * np.eye(2)
+    w, V = eigh(ca); ra = V @ np.diag(np.sqrt(w)) @ V.T  # tr sqrt(ca cb) = tr sqrt(ra cb ra): symmetric, by eigenvalues
+    tr = np.sqrt(np.clip(eigh(ra @ cb @ ra, eigvals_only=True), 0, None)).sum()
+    want = ((fa.mean(0) - fb.mean(0)) ** 2).sum() + np.trace(ca + cb) - 2 * tr
+    assert feature_frechet(a, b, judge=j) == pytest.approx(want, rel=1e-8)
+    assert feature_frechet(a, a, judge=j) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_diversity_is_the_mean_pairwise_distance():
+    from papercode.score_distillation.digits import diversity
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(7, 3))
+    brute = np.mean([np.linalg.norm(x[i] - x[k]) for i in range(7) for k in range(7) if i != k])
+    assert diversity(x) == pytest.approx(brute, rel=1e-12)
+    img = rng.uniform(-2, 2, (5, 64))  # images are clamped to [−1, 1] first
+    c = np.clip(img, -1, 1)
+    assert diversity(img) == pytest.approx(np.mean([np.linalg.norm(c[i] - c[k]) for i in range(5) for k in range(5) if i != k]))
+    with pytest.raises(ValueError, match="two samples"): diversity(x[:1])

@@ -110,3 +110,15 @@ def test_sds_loss_gradient_is_sigma_times_eps_minus_kappa():
             target = (xt - (1 - a).sqrt() * eps) / a.sqrt()
         g, = torch.autograd.grad(0.5 * ((x0 - target) ** 2).sum(), x0)
         assert_close(g, S.sigma(t) * (eps - kappa), rtol=1e-10, atol=1e-12, msg=f"∂/∂x0 at t={t}")
+
+
+def test_exact_noise_is_a_fixed_point_of_the_update():
+    "κ = κ*(x₀) is the noise whose ε-prediction returns it, so the target x̂₀ is x₀ itself and no update moves ψ (SDS does)."
+    G = _gauss(5, 7)
+    x0 = G.sample(64, torch.Generator().manual_seed(8))
+    kw = dict(iters=6, t_range=(0.9, 0.2), optimizer="sgd", lr=1.0, seed=3)
+    ex = distill(ImageParam(64, 5, init=x0.clone()), G, noise="exact", **kw)
+    assert ex.noise == "exact" and not ex.diverged and ex.model_calls == 6
+    assert_close(ex.params, x0, atol=1e-8, rtol=0, msg="exact κ leaves the particles in place")
+    sds = distill(ImageParam(64, 5, init=x0.clone()), G, noise="sds", **kw)
+    assert float((sds.params - x0).abs().max()) > 0.1  # the test can tell a moving update from a fixed one
