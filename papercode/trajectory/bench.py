@@ -140,7 +140,8 @@ def bench_step(T: int = 20,  # time points
     return row
 
 def machine() -> str:
-    "The CPU (and GPU) this runs on, in words."
-    s = f"{platform.processor() or platform.machine()}, {platform.system()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    "The CPU (model and cores; and the GPU if any) this runs on, in words, with the threads torch uses."
+    from papercode.core.utils import device_info
+    s = f"{device_info(torch.device('cpu'))}, {platform.system()}, {torch.get_num_threads()} thread(s)"
     if torch.cuda.is_available(): s += f", {torch.cuda.get_device_name()}"
     return s
