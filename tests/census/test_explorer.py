@@ -116,3 +116,15 @@ def test_most_probable_ranks_by_exact_probability():
     assert not ranked and len(sols) == 5
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="k: must be a positive integer"): ex.most_probable(bad)
+
+
+def test_chain_lab_slides_over_both_chains():
+    from papercode.census.experiments import chain_lab_figure
+    f = chain_lab_figure(steps=20, ks=(2,), gammas=(0.6,))
+    assert [s.label for s in f.layout.sliders[0].steps] == ["reduced, k = 2", "simple, γ = 0.6"]
+    assert len(f.data) == 8  # four instances per position
+    cyc = [tr for tr in f.data if tr.name.startswith("6-cycle")]
+    assert len(cyc) == 2
+    # the 6-cycle's two solutions: the k = 2 reduced chain cannot move between them, the simple chain can
+    assert min(cyc[0].y) == pytest.approx(0.5) and "gap 0.000" in cyc[0].name
+    assert cyc[1].y[-1] < 1e-6
