@@ -7,8 +7,8 @@ __all__ = ['KINDS', 'Projection', 'SubspaceModel', 'fwht', 'make_projection', 'B
            'code_length_bound', 'eps_bce_constants', 'quantize', 'quantized_bound', 'rate_distortion_bound',
            'sub_gaussian_sigma', 'xu_raginsky', 'GaussianMean', 'SlicedMI', 'gaussian_mean', 'gaussian_mi', 'ksg_mi',
            'ksg_mi_labels', 'mi_lower_bound', 'sliced_mi', 'stiefel', 'FixedDesignRuns', 'RegularizedRun',
-           'SubspaceRun', 'Task', 'digits_task', 'fixed_design_runs', 'mlp', 'mnist1d_task', 'train_regularized',
-           'train_subspace']
+           'SubspaceRun', 'Task', 'breast_cancer_task', 'digits_task', 'fixed_design_runs', 'mlp', 'mnist1d_task',
+           'train_regularized', 'train_subspace']
 
 # %% ../../nbs/06_sliced_mi/index.ipynb #a0eb5614
 from .projections import KINDS, Projection, SubspaceModel, fwht, make_projection
@@ -16,14 +16,14 @@ from .bounds import (Bound, Grid, bu_individual, code_length_bound, eps_bce_cons
                                         quantized_bound, rate_distortion_bound, sub_gaussian_sigma, xu_raginsky)
 from .estimators import (GaussianMean, SlicedMI, gaussian_mean, gaussian_mi, ksg_mi, ksg_mi_labels,
                                             mi_lower_bound, sliced_mi, stiefel)
-from .training import (FixedDesignRuns, RegularizedRun, SubspaceRun, Task, digits_task, fixed_design_runs,
-                                          mlp, mnist1d_task, train_regularized,
+from .training import (FixedDesignRuns, RegularizedRun, SubspaceRun, Task, breast_cancer_task, digits_task,
+                                          fixed_design_runs, mlp, mnist1d_task, train_regularized,
                                           train_subspace)
 # what `from papercode.sliced_mi import *` gives: the names above
 _all_ = [
     "KINDS", "Projection", "SubspaceModel", "fwht", "make_projection", "Bound", "Grid", "bu_individual",
     "code_length_bound", "eps_bce_constants", "quantize", "quantized_bound", "rate_distortion_bound",
     "sub_gaussian_sigma", "xu_raginsky", "GaussianMean", "SlicedMI", "gaussian_mean", "gaussian_mi", "ksg_mi",
-    "ksg_mi_labels", "mi_lower_bound", "sliced_mi", "stiefel", "FixedDesignRuns", "RegularizedRun", "SubspaceRun", "Task", "digits_task",
+    "ksg_mi_labels", "mi_lower_bound", "sliced_mi", "stiefel", "FixedDesignRuns", "RegularizedRun", "SubspaceRun", "Task", "breast_cancer_task", "digits_task",
     "fixed_design_runs", "mlp", "mnist1d_task", "train_regularized",
     "train_subspace"]

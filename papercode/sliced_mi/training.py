@@ -18,8 +18,8 @@ from .bounds import (Bound, Grid, eps_bce_constants, quantize, quantized_bound,
 from .projections import Projection, SubspaceModel, make_projection
 
 # %% auto #0
-__all__ = ['Task', 'digits_task', 'mlp', 'mnist1d_task', 'SubspaceRun', 'train_subspace', 'RegularizedRun', 'train_regularized',
-           'FixedDesignRuns', 'fixed_design_runs']
+__all__ = ['Task', 'digits_task', 'breast_cancer_task', 'mlp', 'mnist1d_task', 'SubspaceRun', 'train_subspace', 'RegularizedRun',
+           'train_regularized', 'FixedDesignRuns', 'fixed_design_runs']
 
 # %% ../../nbs/06_sliced_mi/40_training.ipynb #91e18541
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Task:
     X: torch.Tensor  # (N, p) inputs (digits: in [0, 1]; MNIST-1D: standardised)
     y: torch.Tensor  # (N,) labels in [0, C)
     C: int  # number of classes
-    name: str  # "parity" (even vs odd digits), "ten" (10 classes) or "mnist1d"
+    name: str  # "parity" (even vs odd digits), "ten" (10 classes), "mnist1d" or "breast_cancer"
 
 def digits_task(kind: str = "parity",  # "parity": even vs odd; "ten": the 10 digits
                 ) -> Task:
@@ -40,6 +40,14 @@ def digits_task(kind: str = "parity",  # "parity": even vs odd; "ten": the 10 di
     X = torch.tensor(X / 16.0, dtype=torch.float32)
     y = torch.tensor(y % 2 if kind == "parity" else y, dtype=torch.long)
     return Task(X, y, 2 if kind == "parity" else 10, kind)
+
+def breast_cancer_task() -> Task:
+    "scikit-learn's breast cancer data (bundled, 569 × 30, malignant 0 / benign 1) as a population: each feature min–max scaled to [0, 1]."
+    from sklearn.datasets import load_breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    lo, hi = X.min(0), X.max(0)
+    X = torch.tensor((X - lo) / (hi - lo), dtype=torch.float32)  # every feature varies: no zero range
+    return Task(X, torch.tensor(y, dtype=torch.long), 2, "breast_cancer")
 
 def mlp(p: int,  # input dimension
         C: int,  # classes
