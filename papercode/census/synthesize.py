@@ -19,10 +19,10 @@ from ..core.utils import installed
 from .tables import BlockTables, Household, encode_block, encode_household, tabulate
 
 # %% auto #0
-__all__ = ['RACE_SHARES', 'HISP_BY_RACE', 'SIZE_SHARES', 'COLUMNS', 'SyntheticState', 'synthetic_state', 'Microdata', 'BlockDraw',
-           'fallback_sample', 'adults_band', 'conditioned_members', 'draw_households', 'BlockResult', 'draw_block',
-           'synthesize', 'household_key', 'key_distribution', 'tvd', 'size_adjusted_tvd', 'mixed_race_share',
-           'one_person_share', 'reweight']
+__all__ = ['RACE_SHARES', 'HISP_BY_RACE', 'SIZE_SHARES', 'COLUMNS', 'LEVEL3_GROUPS', 'SyntheticState', 'synthetic_state',
+           'Microdata', 'BlockDraw', 'fallback_sample', 'adults_band', 'conditioned_members', 'draw_households',
+           'BlockResult', 'draw_block', 'level3_conflict', 'synthesize', 'household_key', 'key_distribution', 'tvd',
+           'size_adjusted_tvd', 'mixed_race_share', 'one_person_share', 'reweight']
 
 # %% ../../nbs/08_census/50_synthesize.ipynb #0ad86341
 RACE_SHARES = np.array([0.724, 0.126, 0.009, 0.048, 0.002, 0.062, 0.029])  # approximate, unchecked
@@ -289,10 +289,38 @@ def draw_block(t: BlockTables,  # the block's tables
         m, hh, age_law = draw_households(d, dl, rng, band)
         return BlockResult(hh, level, t.use_age, d.n_solutions, d.sampler, d.law, d.exact, age_law, "")
     why = ("P3/P5 count group-quarters residents that P16/P28 do not" if t.persons != t.p16[0] else "")
+    conflict = level3_conflict(t, cache.get((3, bool(t.use_age))) or dist.at(3, bool(t.use_age)))
     return BlockResult((), 0, t.use_age, 0, "", "", False, "",
                        f"infeasible at levels {tuple(levels)}: no multiset of the sample's households reproduces the "
                        "block's tables (the loosest, level 3, asks for the P3 race totals, the Hispanic total"
-                       + (" and the P16 18+ count)" if t.use_age else ")") + (f" ({why})" if why else ""))
+                       + (" and the P16 18+ count)" if t.use_age else ")") + (f" ({why})" if why else "")
+                       + (f"; {conflict}" if conflict else ""))
+
+LEVEL3_GROUPS = (("the P3 race totals", tuple(range(7))), ("the Hispanic total", (7,)), ("the P16 18+ count", (8,)))
+
+def level3_conflict(t: BlockTables,  # the block's tables
+                    d3: HouseholdDist,  # π at level 3 (with the block's use_age)
+                    max_states: int = 200_000,  # DP cap per subset (a subset over it counts as feasible: unknown)
+                    ) -> str:
+    "The smallest groups of level-3 tables that the sample's households cannot meet together, in words ('' if none is found)."
+    import itertools
+    c = encode_block(t, 3, bool(t.use_age))
+    groups = [(n, cols) for n, cols in LEVEL3_GROUPS if max(cols) < len(c)]
+    def feasible(cols):
+        cs = c[list(cols)]
+        if not cs.any(): return True
+        V = np.unique(d3.vectors[:, list(cols)], axis=0)
+        V = V[V.sum(1) > 0]
+        if not len(V): return False
+        try: return ExactSampler(cs, vector_distribution(V), max_states=max_states).info.n_solutions > 0
+        except DPTooLarge: return True
+    for size in range(1, len(groups) + 1):
+        bad = [g for g in itertools.combinations(groups, size) if feasible(sum((cols for _, cols in g), ())) is False]
+        if bad:
+            names = [" and ".join(n for n, _ in g) for g in bad]
+            alone = "alone" if size == 1 else "together"
+            return "the sample's households cannot meet " + "; nor ".join(names) + f" ({alone})"
+    return ""
 
 def synthesize(state,  # a SyntheticState, or a sequence of BlockTables together with `pums`
                *, pums=None,  # household sample for π (default: state.pums)

@@ -56,7 +56,7 @@ class SlicedConfig:
         "Larger sweeps (`--scale paper`)."
         return cls(mean_reps=100_000, seeds=20, sweep_seeds=10, ds=(10, 20, 50, 100, 200), Ks=(2, 4, 16, 64, 256),
                    widths=(64, 512, 1500), lams=(0.0, 0.1, 1.0, 10.0, 100.0), bench_D=(2 ** 14, 2 ** 17, 2 ** 20),
-                   bench_d=(512, 1024), dense_max_bytes=2e9, net_ds=(1, 2, 4, 8, 16), net_thetas=10, net_runs=8000)
+                   bench_d=(512, 1024), dense_max_bytes=5e9, net_ds=(1, 2, 4, 8, 16), net_thetas=10, net_runs=8000)
 
     @classmethod
     def from_ctx(cls, ctx: RunContext) -> "SlicedConfig":
@@ -318,7 +318,8 @@ def bench_projections(cfg: SlicedConfig, seed: int = 0) -> dict:
                     del P
     fast = [r for r in rows if r["kind"] == "fastfood" and r["ratio"] is not None]
     cross = min((r["D"] for r in fast if r["ratio"] > 1), default=None)
-    return dict(rows=rows, crossover_D=cross, machine=f"{platform.processor() or platform.machine()}, {platform.system()}, CPU, 1 thread")
+    from papercode.core.utils import device_info
+    return dict(rows=rows, crossover_D=cross, machine=f"{device_info(torch.device('cpu'))}, 1 thread")
 
 @benchmark("sliced_mi", "projections",
            what="Θw′ + Θᵀv time and memory: Fastfood and sparse operators vs a dense D×d matrix, several D",

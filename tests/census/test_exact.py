@@ -122,6 +122,20 @@ def test_infeasible_block_names_the_tables():
     white = Household((1,) + (0,) * 13, 1, 0, False, False)
     md = synthesize([tabulate([black, black])], pums=[white], progress=False)  # (one-household blocks are their own household)
     assert md.level[0] == 0 and not md.complete and "P3 race totals" in md.unsolved[0][1]
+    assert "cannot meet the P3 race totals (alone)" in md.unsolved[0][1]  # no Black person in the sample at all
+
+
+def test_infeasible_block_names_tables_that_conflict_only_together():
+    hisp_white = Household((0,) * 7 + (1,) + (0,) * 6, 1, 0, True, False)
+    white = Household((1,) + (0,) * 13, 1, 0, False, False)
+    hisp_black = Household((0,) * 8 + (1,) + (0,) * 5, 1, 1, True, False)
+    # two Hispanic White adults: the sample has White people and Hispanic people, never a Hispanic White person
+    md = synthesize([tabulate([hisp_white, hisp_white])], pums=[white, hisp_black], progress=False)
+    why = md.unsolved[0][1]
+    assert md.level[0] == 0 and "cannot meet the P3 race totals and the Hispanic total (together)" in why, why
+    assert "(alone)" not in why
+    ok = synthesize([tabulate([hisp_white, hisp_white])], pums=[white, hisp_black, hisp_white], progress=False)
+    assert ok.complete and ok.level[0] == 1  # the missing household added: solved
 
 
 def test_chain_matrices_stationary_and_scipy_eigs():
