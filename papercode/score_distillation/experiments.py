@@ -26,9 +26,9 @@ from .distill import ImageParam, VoxelScene, distill
 
 # %% auto #0
 __all__ = ['ERR_TS', 'METHODS', 'SDConfig', 't_interval', 'digits_model', 'claim_cached', 'exp_cached', 'claim_sds_variance',
-           'exp_sds_variance', 'gmm_error_curves', 'claim_inversion', 'error_curve_figure', 'exp_inversion',
-           'claim_n_inv', 'exp_n_inv', 'image_metrics', 'claim_digits', 'digits_slider_figure', 'png_uri', 'exp_digits',
-           'gmm_particles_figure', 'bench_sdi', 'bench']
+           'exp_sds_variance', 'gmm_error_curves', 'claim_inversion', 'error_curve_figure', 'error_curve_plotly',
+           'exp_inversion', 'claim_n_inv', 'exp_n_inv', 'image_metrics', 'claim_digits', 'digits_slider_figure',
+           'png_uri', 'exp_digits', 'gmm_particles_figure', 'bench_sdi', 'bench']
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #9e77f492
 @dataclass(frozen=True)
@@ -236,6 +236,15 @@ def error_curve_figure(curves: dict):
             ax.plot(curves["t"], np.maximum(v, 1e-32), "o-", label=k, ms=3)
         ax.set_yscale("log"); ax.set_xlabel("timestep t"); ax.set_ylabel("eq. (8) error, x₀ units")
         ax.set_title("Ring mixture, γ_fwd = 3: error of κ choices", fontsize=10); ax.legend(fontsize=7, ncol=2)
+    return fig
+
+def error_curve_plotly(curves: dict):
+    "The same curves as an interactive plotly figure for the site (hover for values, click a legend entry to hide it)."
+    import plotly.graph_objects as go
+    fig = go.Figure([go.Scatter(x=list(curves["t"]), y=np.maximum(np.asarray(v, float), 1e-32).tolist(), mode="lines+markers",
+                                name=k) for k, v in curves["errors"].items()])
+    fig.update_layout(title="Ring mixture, γ_fwd = 3: eq. (8) error of κ choices", height=420,
+                      xaxis=dict(title="timestep t"), yaxis=dict(title="eq. (8) error, x₀ units", type="log"))
     return fig
 
 @experiment("score_distillation", "inverted_kappa",

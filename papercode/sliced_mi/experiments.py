@@ -39,7 +39,7 @@ class SlicedConfig:
     lams: tuple  # λ values for claim 5
     bench_D: tuple  # ambient dimensions of the benchmark
     bench_d: tuple  # subspace dimensions of the benchmark
-    dense_max_bytes: float  # skip a dense Θ above this size
+    dense_max_bytes: float  # skip a dense Θ above this size (it is drawn in float64 first: about 3x this in RAM)
     net_ds: tuple  # subspace dimensions of the network MI estimate (claim 4)
     net_thetas: int  # draws of Θ per d there
     net_runs: int  # training runs per draw of Θ

@@ -53,3 +53,13 @@ def test_digits_slider_keeps_the_last_frame_of_a_run_that_stopped_early():
               "diverged": ([0, 10], [np.zeros((10, 64)), np.full((10, 64), np.nan)])}
     fig = digits_slider_figure(frames)  # raised IndexError when one run had fewer frames
     assert len(fig.layout.sliders[0].steps) == 2  # every other frame of the longest run: iterations 0 and 20
+
+
+def test_error_curve_plotly_carries_every_curve_on_a_log_axis():
+    import numpy as np
+    from papercode.score_distillation.experiments import error_curve_plotly
+    curves = dict(t=[999, 599, 80], errors={"random κ": [3.0, 2.0, 1.0], "κ*": [1e-40, 1e-20, 0.0]})
+    f = error_curve_plotly(curves)
+    assert [tr.name for tr in f.data] == ["random κ", "κ*"] and f.layout.yaxis.type == "log"
+    assert list(f.data[0].x) == [999, 599, 80] and list(f.data[0].y) == [3.0, 2.0, 1.0]
+    assert min(f.data[1].y) == 1e-32  # exact zeros floored so that the log axis can show them
