@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core.lab.registry import Outcome, RunContext, benchmark, experiment
-from ..core.plotting import slider_figure
+from ..core.plotting import figure, slider_figure
 from ..core.utils import installed, one_thread
 from .theory import (asymmetry_mc, fit_frozen_A, fit_frozen_B, info_bound, orthonormal,
                                              subspace_similarity)
@@ -27,7 +27,8 @@ from .finetune import MiniLMClassifier, digits_task, finetune, load_minilm, pret
 # %% auto #0
 __all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
            'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'claim_text', 'claim_ood',
-           'exp_ood', 'claim_similarity', 'exp_similarity', 'claim_bound', 'exp_bound', 'bench_modes', 'bench']
+           'exp_ood', 'claim_similarity', 'exp_similarity', 'similarity_figure', 'claim_bound', 'exp_bound',
+           'bound_figure', 'bench_modes', 'bench']
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #3b35674f
 @dataclass(frozen=True)
@@ -268,6 +269,12 @@ def claim_similarity(cfg: AsymConfig, seed: int = 0) -> dict:
     same_task = lambda a, b: a[0] == b[0] and a[1] != b[1]
     out = dict(A_same_init=group("A", same_init), A_same_task=group("A", same_task),
                B_same_task=group("B", same_task), B_same_init=group("B", same_init), random=cfg.r_ft / 128)
+    runs = sorted(res)  # (task, init) of every fine-tuning run: the figure's rows and columns
+    out["runs"] = runs
+    for which, side in (("A", "row"), ("B", "col")):
+        out[f"{which}_matrix"] = np.array([[subspace_similarity(getattr(res[a].factors["fc2"], which),
+                                                                getattr(res[b].factors["fc2"], which), side=side)
+                                            for b in runs] for a in runs])
     out["passed"] = bool(out["A_same_init"]["mean"] > out["A_same_task"]["mean"] and out["B_same_task"]["mean"] > out["B_same_init"]["mean"])
     out["separated"] = bool(out["A_same_init"]["min"] > out["A_same_task"]["max"] and out["B_same_task"]["min"] > out["B_same_init"]["max"])
     return out
@@ -283,7 +290,20 @@ def exp_similarity(ctx: RunContext) -> Outcome:
     f = lambda k: f"{o[k]['mean']:.3f} [{o[k]['min']:.3f}, {o[k]['max']:.3f}]"
     return Outcome(ours=f"fc2, r = {cfg.r_ft}, {cfg.sim_tasks} tasks × {cfg.sim_seeds} inits: A same init {f('A_same_init')} vs same task "
                         f"{f('A_same_task')}; B same task {f('B_same_task')} vs same init {f('B_same_init')} (random {o['random']:.3f}); "
-                        f"ranges {'separated' if o['separated'] else 'overlap'}", passed=o["passed"], details=o)
+                        f"ranges {'separated' if o['separated'] else 'overlap'}", passed=o["passed"], details=o,
+                   figures={"similarity": similarity_figure(o)})
+
+def similarity_figure(o: dict):
+    "Fig. 1 analogue: pairwise subspace similarity of the trained A's and B's, runs ordered by task then initialisation."
+    labels = [f"t{t} i{s}" for t, s in o["runs"]]
+    with figure(1, 2, figsize=(9, 4)) as (fig, axes):
+        for ax, which, what in zip(axes, ("A", "B"), ("trained A's (row spaces); t = task, i = initialisation",
+                                                       "trained B's (column spaces)")):
+            im = ax.imshow(o[f"{which}_matrix"], vmin=0, vmax=1, cmap="viridis")
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6); ax.set_yticks(range(len(labels)), labels, fontsize=6)
+            ax.set_title(what, fontsize=9)
+        fig.colorbar(im, ax=axes[-1], shrink=0.8, label="subspace similarity")
+    return fig
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #97f560a1
 def claim_bound(cfg: AsymConfig, seed: int = 0) -> dict:
@@ -315,7 +335,23 @@ def exp_bound(ctx: RunContext) -> Outcome:
     g = "; ".join(f"{k}: {m:.3f} [{lo:.3f}, {hi:.3f}]" for k, (m, lo, hi) in o["gaps"].items())
     b = ", ".join(f"n={n}: {v:.1f}" for n, v in o["bounds"].items())
     return Outcome(ours=f"bound identity error {o['equal_err']:.0e}, n^-1/2 error {o['scaling_err']:.0e}; measured gaps {g}; "
-                        f"bound (σ = 1/2, 32 bits, AB r={cfg.r_ft}) {b} (vacuous)", passed=o["passed"], details=o)
+                        f"bound (σ = 1/2, 32 bits, AB r={cfg.r_ft}) {b} (vacuous)", passed=o["passed"], details=o,
+                   figures={"bound": bound_figure(o, cfg.r_ft)})
+
+def bound_figure(o: dict, r: int):
+    "Measured generalization gaps (mean and interval over seeds) per mode against n, with the bound's n^(-1/2) curve."
+    with figure(figsize=(6, 3.6)) as (fig, ax):
+        modes = sorted({k.split(", n=")[0] for k in o["gaps"]})
+        for mode in modes:
+            pts = [(int(k.split("n=")[1]), v) for k, v in o["gaps"].items() if k.startswith(mode + ",")]
+            ns = [n for n, _ in pts]; m = np.array([v[0] for _, v in pts])
+            err = np.array([[v[0] - v[1] for _, v in pts], [v[2] - v[0] for _, v in pts]])
+            ax.errorbar(ns, m, yerr=np.nan_to_num(err), marker="o", capsize=3, label=f"measured gap, {mode}")
+        ns = sorted(o["bounds"]); b = np.array([o["bounds"][n] for n in ns])
+        ax.plot(ns, b, "k--", label=f"bound, AB r={r} (= B r={2 * r})")
+        ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("training examples n")  # a gap ≤ 0 would leave the plot
+        ax.set_ylabel("train − test accuracy"); ax.legend(fontsize=7); ax.set_title("The bound falls as n^(-1/2); it is vacuous here", fontsize=9)
+    return fig
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #5eef881e
 def _saved_bytes(fn, params):

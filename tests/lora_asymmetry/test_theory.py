@@ -139,3 +139,21 @@ def test_finetune_stops_with_a_named_error_when_the_loss_blows_up():
     assert np.isfinite(ok.train_loss)  # a sane learning rate runs through
     with pytest.raises(ValueError, match=r"loss: became (nan|inf) at step \d+ \(lower lr\?\)"):
         finetune(task, mode="B", r=2, steps=50, lr=1e30, base=base)
+
+
+def test_similarity_and_bound_figures_draw_what_they_are_given():
+    from papercode.lora_asymmetry.experiments import bound_figure, similarity_figure
+    runs = [(t, s) for t in range(2) for s in range(2)]
+    M = np.eye(4) + 0.2 * (1 - np.eye(4))
+    f = similarity_figure(dict(runs=runs, A_matrix=M, B_matrix=M.T))
+    imgs = [ax.images[0].get_array() for ax in f.axes if ax.images]
+    assert len(imgs) == 2 and np.allclose(imgs[0], M)
+    assert [t.get_text() for t in f.axes[0].get_xticklabels()] == ["t0 i0", "t0 i1", "t1 i0", "t1 i1"]
+    o = dict(gaps={"AB r=4, n=100": (0.12, 0.07, 0.18), "AB r=4, n=400": (0.05, 0.02, 0.07),
+                   "B r=8, n=100": (0.11, 0.05, 0.19), "B r=8, n=400": (0.05, 0.03, 0.08)}, bounds={100: 10.7, 400: 5.3})
+    g = bound_figure(o, 4)
+    labels = [t.get_text() for t in g.axes[0].get_legend().get_texts()]
+    assert labels == ["bound, AB r=4 (= B r=8)", "measured gap, AB r=4", "measured gap, B r=8"] or set(labels) == {
+        "bound, AB r=4 (= B r=8)", "measured gap, AB r=4", "measured gap, B r=8"}
+    line = [l for l in g.axes[0].get_lines() if l.get_linestyle() == "--"][0]
+    assert list(line.get_xdata()) == [100, 400] and list(line.get_ydata()) == [10.7, 5.3]
