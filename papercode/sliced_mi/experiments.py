@@ -32,9 +32,10 @@ class SlicedConfig:
     "Sizes of the chapter's experiments."
     mean_reps: int  # Monte Carlo training sets for the Gaussian mean (claim 1)
     seeds: int  # seeds for the headline digits runs (claim 2)
-    sweep_seeds: int  # seeds per point of the d and K sweeps
+    sweep_seeds: int  # seeds per point of the d, K and n sweeps
     ds: tuple  # d values of the sweep (K = 16)
     Ks: tuple  # K values of the sweep (d = 20)
+    ns: tuple  # training-set sizes of the n sweep (d = 20, K = 16)
     widths: tuple  # hidden widths for claim 3
     lams: tuple  # λ values for claim 5
     bench_D: tuple  # ambient dimensions of the benchmark
@@ -47,7 +48,7 @@ class SlicedConfig:
     @classmethod
     def tiny(cls) -> "SlicedConfig":
         "About a minute on one CPU core."
-        return cls(mean_reps=20_000, seeds=5, sweep_seeds=3, ds=(10, 20, 50, 100), Ks=(4, 16, 64), widths=(64, 512, 1500),
+        return cls(mean_reps=20_000, seeds=5, sweep_seeds=3, ds=(10, 20, 50, 100), Ks=(4, 16, 64), ns=(250, 500, 1000), widths=(64, 512, 1500),
                    lams=(0.0, 1.0, 100.0), bench_D=(2 ** 12, 2 ** 14, 2 ** 17), bench_d=(512,), dense_max_bytes=3e8,
                    net_ds=(1, 2, 4, 8), net_thetas=2, net_runs=2000)
 
@@ -55,6 +56,7 @@ class SlicedConfig:
     def paper(cls) -> "SlicedConfig":
         "Larger sweeps (`--scale paper`)."
         return cls(mean_reps=100_000, seeds=20, sweep_seeds=10, ds=(10, 20, 50, 100, 200), Ks=(2, 4, 16, 64, 256),
+                   ns=(125, 250, 500, 1000, 1797),
                    widths=(64, 512, 1500), lams=(0.0, 0.1, 1.0, 10.0, 100.0), bench_D=(2 ** 14, 2 ** 17, 2 ** 20),
                    bench_d=(512, 1024), dense_max_bytes=5e9, net_ds=(1, 2, 4, 8, 16), net_thetas=10, net_runs=8000)
 
@@ -81,8 +83,8 @@ def exp_gaussian_mean(ctx: RunContext) -> Outcome:
                    figures=dict(gaussian_mean=gaussian_mean_figure(seed=ctx.seed + 102)))
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #ac9b806a
-def _runs(task, seeds, **kw):
-    return [train_subspace(task.X, task.y, n=1000, epochs=300, qat_epochs=100, seed=s, **kw) for s in seeds]
+def _runs(task, seeds, n=1000, **kw):
+    return [train_subspace(task.X, task.y, n=n, epochs=300, qat_epochs=100, seed=s, **kw) for s in seeds]
 
 def _summary(runs):
     tr = np.array([r.train_err for r in runs]); pop = np.array([r.pop_err for r in runs]); gap = pop - tr
@@ -99,12 +101,14 @@ def claim_digits(cfg: SlicedConfig, seed: int = 0) -> dict:
     ss = range(seed + 130, seed + 130 + cfg.sweep_seeds)
     out["sweep_d"] = {d: _summary(_runs(par, ss, d=d, K=16)) for d in cfg.ds}
     out["sweep_K"] = {K: _summary(_runs(par, ss, d=20, K=K)) for K in cfg.Ks}
+    out["sweep_n"] = {n: _summary(_runs(par, ss, d=20, K=16, n=n)) for n in cfg.ns}
     return out
 
 def bound_explorer(r: dict):
-    "Plotly slider over the factor varied (d at K = 16, then K at d = 20): errors, bound and the vacuous line."
+    "Plotly slider over the factor varied (d at K = 16, K at d = 20, then n at d = 20, K = 16): errors, bound and the vacuous line."
     frames, labels = [], []
-    for key, name in (("sweep_d", "d (K = 16)"), ("sweep_K", "K (d = 20)")):
+    for key, name in (("sweep_d", "d (K = 16)"), ("sweep_K", "K (d = 20)"), ("sweep_n", "n (d = 20, K = 16)")):
+        if key not in r: continue  # runs stored before the n sweep existed
         xs = list(r[key]); S = [r[key][x] for x in xs]; xl = [str(x) for x in xs]
         frames.append([
             dict(type="scatter", mode="lines+markers", x=xl, y=[s["train"] for s in S], name="train error (quantised)"),
@@ -113,7 +117,7 @@ def bound_explorer(r: dict):
             dict(type="scatter", mode="lines", x=xl, y=[0.5] * len(xl), name="chance (vacuous above)",
                  line=dict(dash="dash", color="black"))])
         labels.append(name)
-    return slider_figure(frames, labels, slider_label="vary ", title="Even vs odd digits, n = 1000: one factor at a time",
+    return slider_figure(frames, labels, slider_label="vary ", title="Even vs odd digits: one factor at a time (d = 20, K = 16, n = 1000 unless varied)",
                          xaxis=dict(title="value of the factor", type="category"), yaxis=dict(title="0–1 error"))
 
 @experiment("sliced_mi", "digits",

@@ -21,3 +21,15 @@ def test_a_subspace_bound_on_breast_cancer():
     r = train_subspace(t.X, t.y, n=200, d=4, epochs=60, qat_epochs=20, seed=1)
     assert 0 <= r.train_err <= 1 and 0 <= r.pop_err <= 1
     assert np.isfinite(r.risk_bound) and r.risk_bound >= r.train_err
+
+
+def test_bound_explorer_slides_over_d_K_and_n():
+    from papercode.sliced_mi.experiments import bound_explorer
+    s = lambda v: dict(train=v, pop=v + 0.01, risk_bound=v + 0.2)
+    r = dict(sweep_d={10: s(0.2), 20: s(0.1)}, sweep_K={4: s(0.15)}, sweep_n={250: s(0.13), 1000: s(0.12)})
+    f = bound_explorer(r)
+    assert [st.label for st in f.layout.sliders[0].steps] == ["d (K = 16)", "K (d = 20)", "n (d = 20, K = 16)"]
+    n_traces = [tr for tr in f.data[8:] if tr.name == "bound on population error"]
+    assert list(n_traces[0].x) == ["250", "1000"] and list(n_traces[0].y) == [0.33, 0.32]
+    old = bound_explorer({k: v for k, v in r.items() if k != "sweep_n"})  # runs stored before the n sweep
+    assert len(old.layout.sliders[0].steps) == 2
