@@ -26,9 +26,9 @@ from .finetune import MiniLMClassifier, digits_task, finetune, load_minilm, pret
 
 # %% auto #0
 __all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
-           'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'claim_text', 'claim_ood',
-           'exp_ood', 'claim_similarity', 'exp_similarity', 'similarity_figure', 'claim_bound', 'exp_bound',
-           'bound_figure', 'bench_modes', 'bench']
+           'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'rank_sweep', 'rank_figure',
+           'claim_text', 'claim_ood', 'exp_ood', 'claim_similarity', 'exp_similarity', 'similarity_figure',
+           'claim_bound', 'exp_bound', 'bound_figure', 'bench_modes', 'bench']
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #3b35674f
 @dataclass(frozen=True)
@@ -207,6 +207,33 @@ def exp_finetune_pixels(ctx: RunContext) -> Outcome:
     o = claim_finetune(cfg, "invert", ctx.seed)
     return Outcome(ours=f"digits MLP, {cfg.seeds} seeds, {cfg.steps} steps: " + _fmt_ft(o), passed=o["holds"],
                    value=o["comparisons"]["B − A (r)"][0], details=o, converged=True)
+
+# %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #903a9a5e
+def rank_sweep(cfg: AsymConfig, ranks=(1, 2, 4, 8, 16), modes=("AB", "B", "A"), seeds: int = 2, lr: float = 1e-2,
+               shift: str = "permute", seed: int = 0) -> dict:
+    "Test accuracy of each seed, for each mode at each rank, on one shift at one learning rate; trained numbers too."
+    base = pretrain_digits()
+    acc, trained = {}, {}
+    for mode in modes:
+        for r in ranks:
+            runs = [finetune(digits_task(shift, n_train=cfg.n_train, seed=seed + 601 + s), mode=mode, r=r, steps=cfg.steps,
+                             lr=lr, seed=seed + 611 + s, base=base) for s in range(seeds)]
+            acc[mode, r] = [float(x.test_acc) for x in runs]; trained[mode, r] = runs[0].trainable
+    return dict(ranks=tuple(ranks), modes=tuple(modes), acc=acc, trained=trained, seeds=seeds, lr=lr, shift=shift)
+
+def rank_figure(sw: dict):
+    "Test accuracy against rank (left) and against trained numbers (right): one line per mode through the seeds' mean, each seed a dot."
+    names = dict(AB="LoRA (A and B)", B="B only", A="A only")
+    with figure(1, 2, figsize=(9, 3.4)) as (fig, axes):
+        for j, mode in enumerate(sw["modes"]):
+            col = f"C{j}"
+            for ax, xs in zip(axes, (list(sw["ranks"]), [sw["trained"][mode, r] for r in sw["ranks"]])):
+                ax.plot(xs, [np.mean(sw["acc"][mode, r]) for r in sw["ranks"]], "-", color=col, label=names.get(mode, mode))
+                for x, r in zip(xs, sw["ranks"]): ax.plot([x] * len(sw["acc"][mode, r]), sw["acc"][mode, r], "o", color=col, ms=3, alpha=0.6)
+        for ax, xl in zip(axes, ("rank r", "trained numbers")):
+            ax.set_xscale("log", base=2); ax.set_xlabel(xl); ax.set_ylabel("test accuracy"); ax.set_ylim(0, 1)
+        axes[0].legend(fontsize=7); axes[0].set_title(f"{sw['shift']}, lr {sw['lr']:g}, {sw['seeds']} seeds", fontsize=9)
+    return fig
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #01373535
 TEXT_CONFIGS = FT_CONFIGS[:5]  # LoRA, B-only at r and 2r, A-only (orthonormal or Kaiming B)

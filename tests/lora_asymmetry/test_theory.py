@@ -157,3 +157,18 @@ def test_similarity_and_bound_figures_draw_what_they_are_given():
         "bound, AB r=4 (= B r=8)", "measured gap, AB r=4", "measured gap, B r=8"}
     line = [l for l in g.axes[0].get_lines() if l.get_linestyle() == "--"][0]
     assert list(line.get_xdata()) == [100, 400] and list(line.get_ydata()) == [10.7, 5.3]
+
+
+def test_rank_sweep_counts_trained_numbers_and_draws_every_seed():
+    from dataclasses import replace
+    from papercode.lora_asymmetry.experiments import AsymConfig, rank_figure, rank_sweep
+    cfg = replace(AsymConfig.tiny(), steps=3, n_train=64)
+    sw = rank_sweep(cfg, ranks=(1, 2), modes=("AB", "B", "A"), seeds=2)
+    t = sw["trained"]
+    assert t["B", 2] == 2 * t["B", 1] and t["A", 2] == 2 * t["A", 1]  # linear in the rank
+    assert t["AB", 1] == t["A", 1] + t["B", 1]  # LoRA trains both factors
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in sw["acc"].values())
+    f = rank_figure(sw)
+    dots = [l for l in f.axes[0].get_lines() if l.get_linestyle() == "None"]
+    assert len(dots) == 3 * 2  # one marker set per mode and rank, each with both seeds
+    assert all(len(l.get_ydata()) == 2 for l in dots)
