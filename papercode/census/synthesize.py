@@ -315,7 +315,7 @@ def level3_conflict(t: BlockTables,  # the block's tables
         try: return ExactSampler(cs, vector_distribution(V), max_states=max_states).info.n_solutions > 0
         except DPTooLarge: return True
     for size in range(1, len(groups) + 1):
-        bad = [g for g in itertools.combinations(groups, size) if feasible(sum((cols for _, cols in g), ())) is False]
+        bad = [g for g in itertools.combinations(groups, size) if not feasible(sum((cols for _, cols in g), ()))]
         if bad:
             names = [" and ".join(n for n, _ in g) for g in bad]
             alone = "alone" if size == 1 else "together"
