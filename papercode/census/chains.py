@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exact import ExactSampler, HouseholdDist, check_target, eligible, log_weight, vector_distribution
+from .exact import ExactSampler, HouseholdDist, check_target, dp_order, eligible, fixed_count, log_weight, vector_distribution
 from .solvers import solve_block
 
 # %% auto #0
-__all__ = ['relaxed_space', 'log_tempered', 'ChainMatrix', 'transition_matrix', 'spectral_gap', 'MixingBounds', 'mixing_bounds',
-           'tvd_curve', 'six_cycle_instance', 'reduced_chain_run', 'simple_chain_run', 'BlockSample', 'to_households',
-           'sample_block']
+__all__ = ['same_sum_multisets', 'relaxed_space', 'log_tempered', 'ChainMatrix', 'transition_matrix', 'spectral_gap',
+           'MixingBounds', 'mixing_bounds', 'tvd_curve', 'six_cycle_instance', 'reduced_chain_run', 'simple_chain_run',
+           'BlockSample', 'to_households', 'sample_block']
 
 # %% ../../nbs/08_census/40_chains.ipynb #09b4d513
 def _submultisets(x, k):
@@ -33,6 +33,44 @@ def _submultisets(x, k):
         r = np.zeros_like(x); r[sup] = t
         yield r
 
+_HASH_W = np.random.default_rng(20240415).integers(1, 2**62, size=4096, dtype=np.int64).astype(np.uint64)
+
+def same_sum_multisets(s,  # (d,) the vector sum of a sub-multiset
+                       dist: HouseholdDist,  # π
+                       max_partial: int = 200_000,  # give the job to the DP past this many partial multisets
+                       ) -> np.ndarray:  # (S, V) count vectors, in `ExactSampler(s, dist).solutions()`'s order
+    "All multisets of vectors summing to `s` (the reduced chain's heat-bath neighbourhood), enumerated in numpy when the encoding fixes their size; otherwise, or past `max_partial`, by the exact DP."
+    s = check_target(s, dist)
+    order = dp_order(s, dist)
+    A = dist.vectors[order]
+    n = fixed_count(A, s) if len(A) else None
+    h = A.astype(np.uint64) @ _HASH_W[:A.shape[1]] if A.shape[1] <= len(_HASH_W) else None  # wraps mod 2^64
+    if n is None or n < 1 or h is None or len(np.unique(h)) < len(h):
+        return ExactSampler(s, dist).solutions()
+    E, d = A.shape
+    T, R = np.zeros((1, 0), np.int64), s[None].astype(np.int64)  # partial multisets (index tuples, nondecreasing) and residuals
+    chunk = max(1, 8_000_000 // max(1, E * d))
+    for _ in range(n - 1):  # add one vector j >= the last one, with a(j) <= the residual
+        last = T[:, -1:] if T.shape[1] else np.zeros((len(T), 1), np.int64)
+        parts = []
+        for a in range(0, len(T), chunk):
+            ok = (A[None] <= R[a:a + chunk, None]).all(2) & (np.arange(E)[None] >= last[a:a + chunk])
+            i, j = np.nonzero(ok)
+            parts.append((np.hstack([T[a + i], j[:, None]]), R[a + i] - A[j]))
+        T = np.vstack([p[0] for p in parts]); R = np.vstack([p[1] for p in parts])
+        if len(T) > max_partial: return ExactSampler(s, dist).solutions()
+        if not len(T): break
+    srt = np.argsort(h, kind="stable")
+    key = R.astype(np.uint64) @ _HASH_W[:d]  # the last vector must equal the residual: a hash lookup, then checked
+    pos = np.minimum(np.searchsorted(h[srt], key), E - 1)
+    j = srt[pos]
+    last = T[:, -1] if T.shape[1] else np.zeros(len(T), np.int64)
+    hit = (h[j] == key) & (A[j] == R).all(1) & (j >= last)
+    T = np.hstack([T[hit], j[hit, None]])
+    M = np.zeros((len(T), len(dist.pi)), np.int64)
+    np.add.at(M, (np.repeat(np.arange(len(T)), T.shape[1]), order[T].ravel()), 1)
+    return M[np.lexsort(M[:, order[::-1]].T)] if len(M) else M  # the DP's order: lexicographic over `order`
+
 class _Moves:
     "Cached heat-bath neighbourhoods: all multisets of eligible vectors with a given vector sum."
     def __init__(self, dist, idx):
@@ -41,7 +79,7 @@ class _Moves:
         s = r @ self.dist.vectors
         key = s.tobytes()
         if key not in self.cache:
-            self.cache[key] = ExactSampler(s, self.dist).solutions()
+            self.cache[key] = same_sum_multisets(s, self.dist)
         return self.cache[key]
 
 def _check_k(k, n):

@@ -19,7 +19,7 @@ from .tables import Household, check_counts, encode_household
 # %% auto #0
 __all__ = ['HouseholdDist', 'dist_from_households', 'household_distribution', 'vector_distribution', 'check_target', 'eligible',
            'log_weight', 'fixed_count', 'max_count', 'brute_force', 'DPTooLarge', 'MultisetDP', 'ExactCount',
-           'ExactSampler', 'multigraph_instance']
+           'dp_order', 'ExactSampler', 'multigraph_instance']
 
 # %% ../../nbs/08_census/20_exact.ipynb #3f35b59b
 @dataclass(frozen=True, eq=False)
@@ -331,6 +331,15 @@ class ExactCount:
     dp_states: int  # memoised (i, residual) states
     seconds: float  # wall time of the count
 
+def dp_order(c,  # (d,) target c_b
+             dist: HouseholdDist,  # π
+             ) -> np.ndarray:  # indices into dist.vectors
+    "The eligible vectors in the DP's order: grouped by their rarest nonzero coordinate, so that each coordinate of the residual closes right after its group."
+    idx = eligible(c, dist)
+    nz = dist.vectors[idx] > 0
+    rare = np.where(nz, nz.sum(0)[None, :], len(idx) + 1).argmin(1) if len(idx) else idx  # rarest coordinate
+    return idx[np.argsort(rare, kind="stable")]
+
 class ExactSampler:
     "Exact count, log-partition function, enumeration and i.i.d. sampling of P_b for one block."
     def __init__(self, c,  # (d,) target c_b
@@ -339,10 +348,7 @@ class ExactSampler:
                  ):
         t0 = time.perf_counter()
         self.c, self.dist = check_target(c, dist), dist
-        idx = eligible(self.c, dist)
-        nz = dist.vectors[idx] > 0
-        rare = np.where(nz, nz.sum(0)[None, :], len(idx) + 1).argmin(1) if len(idx) else idx  # rarest coordinate
-        self.idx = idx[np.argsort(rare, kind="stable")]  # grouped by it: each coordinate closes right after its group
+        self.idx = dp_order(self.c, dist)
         A = dist.vectors[self.idx]
         keep = np.flatnonzero(self.c > 0)
         self.fixed = fixed_count(A, self.c) if len(A) else None
