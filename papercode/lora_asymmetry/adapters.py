@@ -21,8 +21,8 @@ from ..core.models.lora import LoraFactors, lora_scaling, write_peft_adapter
 from .theory import orthonormal
 
 # %% auto #0
-__all__ = ['TRAIN', 'INITS', 'SPEC_FILE', 'slot_seed', 'init_factors', 'AsymLoRALinear', 'AsymLoraSpec', 'AsymLora',
-           'asymmetric_lora', 'save_adapter', 'load_adapter']
+__all__ = ['TRAIN', 'INITS', 'SPEC_FILE', 'LAYERS_FORMAT', 'slot_seed', 'init_factors', 'AsymLoRALinear', 'AsymLoraSpec',
+           'AsymLora', 'asymmetric_lora', 'asym_layers', 'save_adapter', 'load_adapter']
 
 # %% ../../nbs/09_lora_asymmetry/20_adapters.ipynb #57f3f0b3
 TRAIN = ("B", "A", "AB")
@@ -223,13 +223,80 @@ def _sha(t: Tensor) -> str:
     t = t.detach().cpu().contiguous()
     return hashlib.sha256(str((t.dtype, tuple(t.shape))).encode() + t.view(torch.uint8).numpy().tobytes()).hexdigest()
 
-def save_adapter(adapter: AsymLora,  # from `asymmetric_lora`
+LAYERS_FORMAT = "papercode.lora_asymmetry/layers-1"
+
+def asym_layers(model: nn.Module,  # an `AsymLoRALinear`, or a model holding some
+                ) -> dict:
+    "slot (the layer's name in `model`; '' for a bare layer) → `AsymLoRALinear`."
+    return {n: m for n, m in model.named_modules() if isinstance(m, AsymLoRALinear)}
+
+def _save_layers(model, path, store_A):
+    layers = asym_layers(model)
+    if not layers: raise ValueError(f"adapter: {type(model).__name__} holds no AsymLoRALinear layer (and is not an AsymLora)")
+    if store_A == "full" and "" in layers:
+        raise ValueError("store_A='full': a PEFT adapter names each layer by its place in a model; save the model that holds this layer")
+    if store_A == "seed" and any(m.train_factor == "AB" for m in layers.values()):
+        raise ValueError("store_A='seed': some layers train both factors, nothing can be rebuilt from a seed (use 'full')")
+    for s, m in layers.items():
+        if not (bool(torch.isfinite(m.A).all()) and bool(torch.isfinite(m.B).all())): raise ValueError(f"adapter: layer {s!r} contains NaN or inf")
+    d = Path(path); d.mkdir(parents=True, exist_ok=True)
+    for old in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json"): (d / old).unlink(missing_ok=True)
+    meta = dict(format=LAYERS_FORMAT, store_A=store_A, layers={s: dict(
+        train=m.train_factor, frozen_init=m.frozen_init, r=m.r, alpha=m.alpha, seed=m.seed, dropout=float(getattr(m.dropout, "p", 0.0)),
+        shape=[m.base.out_features, m.base.in_features],
+        frozen_sha256=_sha(m.A if m.train_factor == "B" else m.B) if m.train_factor != "AB" else None) for s, m in layers.items()})
+    if store_A == "full":
+        write_peft_adapter(d, {s: m.factors() for s, m in layers.items()}, dict(target_modules=sorted(layers)))
+    else:
+        from safetensors.torch import save_file
+        save_file({f"base_model.model.{s}.lora_{m.train_factor}.weight": getattr(m, m.train_factor).detach().contiguous().cpu()
+                   for s, m in layers.items()}, str(d / "adapter_model.safetensors"))
+    (d / SPEC_FILE).write_text(json.dumps(meta, indent=1))
+    return d
+
+def _load_layers(d, meta, model):
+    from safetensors.torch import load_file
+    sd = load_file(str(d / "adapter_model.safetensors"))
+    specs = meta["layers"]
+    if list(specs) == [""]:
+        if not isinstance(model, nn.Linear): raise ValueError(f"model: {d} holds one bare layer; give its base nn.Linear, got {type(model).__name__}")
+        bases = {"": model}
+    else:
+        mods = dict(model.named_modules())
+        missing = [s for s in specs if not isinstance(mods.get(s), nn.Linear)]
+        if missing: raise ValueError(f"model: no nn.Linear at {missing[:3]} (the layers {d} was saved from)")
+        bases = {s: mods[s] for s in specs}
+    out = {}
+    for s, sp in specs.items():
+        base = bases[s]
+        if [base.out_features, base.in_features] != sp["shape"]:
+            raise ValueError(f"model: layer {s!r} is {base.out_features}x{base.in_features}, the file's is {sp['shape'][0]}x{sp['shape'][1]}")
+        lay = AsymLoRALinear(base, sp["r"], alpha=sp["alpha"], train=sp["train"], frozen_init=sp["frozen_init"], seed=sp["seed"], dropout=sp["dropout"])
+        if sp["frozen_sha256"] is not None and _sha(lay.A if sp["train"] == "B" else lay.B) != sp["frozen_sha256"]:
+            raise ValueError(f"{d}: the frozen factor rebuilt for {s!r} differs from the saved one (another base layer, seed or software stack)")
+        with torch.no_grad():
+            for key in ("A", "B"):
+                k = f"base_model.model.{s}.lora_{key}.weight"
+                if k in sd:
+                    w = getattr(lay, key)
+                    if tuple(sd[k].shape) != tuple(w.shape): raise ValueError(f"{d}: {k} has shape {tuple(sd[k].shape)}, the layer needs {tuple(w.shape)}")
+                    w.copy_(sd[k].to(w.dtype))
+        out[s] = lay
+    if "" in out: return out[""]
+    for s, lay in out.items():  # put the adapted layers in place
+        parent, _, leaf = s.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, lay)
+    return model
+
+def save_adapter(adapter: AsymLora | nn.Module,  # from `asymmetric_lora`, or an `AsymLoRALinear` / a model holding some
                  path: str | Path,  # directory to write
                  *, store_A: str = "seed",  # "seed": trained factor + seed; "full": a PEFT adapter directory
                  ) -> Path:
     "Write the adapter; with store_A='seed' the frozen factor is kept as its seed (rebuilt bitwise by `load_adapter`)."
-    if not isinstance(adapter, AsymLora): raise ValueError(f"adapter: expected an AsymLora (from asymmetric_lora), got {type(adapter).__name__}")
     if store_A not in ("seed", "full"): raise ValueError(f"store_A: unknown {store_A!r} (use 'seed' or 'full')")
+    if not isinstance(adapter, AsymLora):
+        if isinstance(adapter, nn.Module): return _save_layers(adapter, path, store_A)
+        raise ValueError(f"adapter: expected an AsymLora (from asymmetric_lora) or a module with AsymLoRALinear layers, got {type(adapter).__name__}")
     sp = adapter.spec
     if store_A == "seed" and sp.train == "AB": raise ValueError("store_A='seed': both factors are trained, nothing can be rebuilt from a seed (use 'full')")
     if sp.dropout or any(p.requires_grad for n, p in adapter.model.named_parameters() if "lora_" not in n):
@@ -254,8 +321,8 @@ def save_adapter(adapter: AsymLora,  # from `asymmetric_lora`
     return d
 
 def load_adapter(path: str | Path,  # a directory written by `save_adapter`
-                 model: nn.Module,  # the same pretrained model (wrapped in place)
-                 ) -> AsymLora:
+                 model: nn.Module,  # the same pretrained model (wrapped in place), or the bare base nn.Linear of a saved layer
+                 ) -> AsymLora | nn.Module:  # an AsymLora; for saved AsymLoRALinear layers, `model` with them in place (or the layer)
     "Rebuild the adapter of `save_adapter` on `model`; the frozen factors come from the seed and are checked by hash."
     d = Path(path)
     f = d / SPEC_FILE
@@ -265,6 +332,7 @@ def load_adapter(path: str | Path,  # a directory written by `save_adapter`
     from safetensors.torch import load_file
     st = d / "adapter_model.safetensors"
     if not st.exists(): raise FileNotFoundError(f"{d}: no adapter_model.safetensors")
+    if meta.get("format") == LAYERS_FORMAT: return _load_layers(d, meta, model)
     sd = load_file(str(st))
     asym = asymmetric_lora(model, target_modules=meta["target_modules"], r=meta["r"], alpha=meta["alpha"],
                            train=meta["train"], frozen_init=meta["frozen_init"], seed=meta["seed"])

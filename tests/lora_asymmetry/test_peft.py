@@ -202,3 +202,76 @@ def test_bad_requests_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="both factors are trained"): save_adapter(ab, tmp_path / "x", store_A="seed")
     with pytest.raises(ValueError, match="base: expected an nn.Linear"): AsymLoRALinear(nn.Conv1d(2, 2, 1), 1)
     with pytest.raises(FileNotFoundError, match="no asym_lora.json"): load_adapter(tmp_path, _bert())
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__(); self.fc1, self.fc2, self.out = nn.Linear(12, 20), nn.Linear(20, 20), nn.Linear(20, 6)
+    def forward(self, x): return self.out(torch.tanh(self.fc2(torch.tanh(self.fc1(x)))))
+
+
+def _hand_adapted(seed=0):
+    "A plain net and a copy whose fc1 (B trained, r=3) and fc2 (A trained, r=2, Kaiming B) are AsymLoRALinear, 'trained'."
+    torch.manual_seed(seed); plain = _Net()
+    import copy
+    ours = copy.deepcopy(plain)
+    ours.fc1 = AsymLoRALinear(ours.fc1, 3, seed=21)
+    ours.fc2 = AsymLoRALinear(ours.fc2, 2, train="A", frozen_init="kaiming", seed=22, alpha=3.0)
+    with torch.no_grad(): ours.fc1.B.normal_(); ours.fc2.A.normal_()
+    return plain, ours
+
+
+def test_save_adapter_of_standalone_layers_seed_round_trip_is_bitwise(tmp_path):
+    import copy, json
+    plain, ours = _hand_adapted()
+    x = torch.randn(9, 12)
+    d = save_adapter(ours, tmp_path / "seed")
+    back = load_adapter(d, copy.deepcopy(plain))
+    assert isinstance(back.fc1, AsymLoRALinear) and isinstance(back.fc2, AsymLoRALinear) and isinstance(back.out, nn.Linear)
+    for n in ("fc1", "fc2"):
+        a, b = getattr(back, n), getattr(ours, n)
+        assert torch.equal(a.A, b.A) and torch.equal(a.B, b.B) and (a.r, a.alpha, a.train_factor) == (b.r, b.alpha, b.train_factor)
+        assert a.B.requires_grad == b.B.requires_grad and a.A.requires_grad == b.A.requires_grad
+    assert torch.equal(back(x), ours(x)) and not torch.equal(ours(x), plain(x))
+    # only the trained factors are stored: fc1's B (20x3) and fc2's A (2x20)
+    from safetensors.torch import load_file
+    assert {k: tuple(v.shape) for k, v in load_file(str(d / "adapter_model.safetensors")).items()} == {
+        "base_model.model.fc1.lora_B.weight": (20, 3), "base_model.model.fc2.lora_A.weight": (2, 20)}
+    # a different seed in the file rebuilds a different frozen factor: refused by its hash
+    meta = json.loads((d / "asym_lora.json").read_text()); meta["layers"]["fc1"]["seed"] = 99
+    (d / "asym_lora.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="frozen factor rebuilt for 'fc1' differs"): load_adapter(d, copy.deepcopy(plain))
+
+
+def test_save_adapter_of_standalone_layers_full_loads_in_stock_peft(tmp_path):
+    import copy
+    plain, ours = _hand_adapted(1)
+    x = torch.randn(9, 12)
+    d = save_adapter(ours, tmp_path / "full", store_A="full")
+    pm = peft.PeftModel.from_pretrained(copy.deepcopy(plain), str(d)).eval()
+    assert_close(pm(x), ours(x), rtol=0, atol=1e-6)
+    assert not torch.allclose(pm(x), plain(x))
+    back = load_adapter(d, copy.deepcopy(plain))  # our loader reads the full folder too (both factors stored)
+    assert torch.equal(back(x), ours(x))
+
+
+def test_save_adapter_of_a_bare_layer_and_bad_input(tmp_path):
+    import copy
+    torch.manual_seed(3)
+    one = AsymLoRALinear(nn.Linear(10, 7), 4, seed=5)
+    with torch.no_grad(): one.B.normal_()
+    d = save_adapter(one, tmp_path / "one")
+    back = load_adapter(d, copy.deepcopy(one.base))
+    x = torch.randn(5, 10)
+    assert isinstance(back, AsymLoRALinear) and torch.equal(back(x), one(x))
+    with pytest.raises(ValueError, match="save the model that holds this layer"): save_adapter(one, tmp_path / "f", store_A="full")
+    with pytest.raises(ValueError, match="give its base nn.Linear"): load_adapter(d, nn.Sequential(one.base))
+    with pytest.raises(ValueError, match="is 7x11, the file's is 7x10"): load_adapter(d, nn.Linear(11, 7))
+    ab = AsymLoRALinear(nn.Linear(10, 7), 2, train="AB", seed=1)
+    with pytest.raises(ValueError, match="train both factors"): save_adapter(ab, tmp_path / "ab")
+    with pytest.raises(ValueError, match="holds no AsymLoRALinear"): save_adapter(nn.Linear(3, 3), tmp_path / "none")
+    plain, ours = _hand_adapted()
+    d2 = save_adapter(ours, tmp_path / "two")
+    with pytest.raises(ValueError, match=r"no nn.Linear at \['fc2'\]"): load_adapter(d2, nn.ModuleDict({"fc1": nn.Linear(12, 20)}))
+    with torch.no_grad(): ours.fc1.B[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 'fc1' contains NaN"): save_adapter(ours, tmp_path / "nan")
