@@ -24,7 +24,7 @@ from .priors import LinearPrior, bistable_data, crossing_data, orbit_data
 # %% auto #0
 __all__ = ['E1', 'PRIORS', 'TrajConfig', 'claim_reduction', 'exp_reduction', 'claim_convergence', 'exp_convergence',
            'claim_crossing', 'crossing_figure', 'exp_crossing', 'replay_figure', 'claim_orbit', 'exp_orbit',
-           'path_energy', 'claim_robustness', 'exp_robustness', 'bench']
+           'path_energy', 'claim_robustness', 'lambda_sweep', 'lambda_figure', 'exp_robustness', 'bench']
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #1bf43f6d
 @dataclass(frozen=True)
@@ -325,26 +325,73 @@ def path_energy(paths: torch.Tensor,  # (n, T, d) sampled observed trajectories
     "√ of the energy distance between trajectories seen as vectors in R^{T·d} (sensitive to crossing vs bouncing)."
     return math.sqrt(max(0.0, energy_distance(paths.reshape(len(paths), -1), truth.reshape(len(truth), -1))))
 
+def _grid_data(seed, s):
+    "Crossing data of grid seed s: 200 true trajectories to score against, and a disjoint pool to observe (both groups in each)."
+    sim = crossing_data(64 * 6 + 200, T=6, seed=seed + 340 + s)
+    split = torch.randperm(sim.observed.shape[1], generator=torch.Generator().manual_seed(seed + 340 + s))
+    return sim, sim.observed[:, split[:200]].transpose(0, 1), sim.observed[:, split[200:]]
+
+def _prior_scores(snaps, sim, truth, cfg, seed, lam=E1["lam"], diverged="raise"):
+    "√(path energy distance) of PO-MFL with each prior on the same snapshots; diverged='nan' scores a run whose particles diverge as NaN."
+    out = {}
+    for pname in PRIORS:
+        try:
+            r = _quiet(pomfl, snaps, sim.times, getattr(LinearPrior, pname)(2), **{**E1, "lam": lam}, precond=25.0,
+                       n_particles=cfg.grid_M, n_iter=cfg.grid_iter, seed=seed)
+        except FloatingPointError:
+            if diverged != "nan": raise
+            out[pname] = float("nan"); continue
+        out[pname] = path_energy(sample_paths(r, 200, seed=seed).observed, truth)
+    return out
+
 def claim_robustness(cfg: TrajConfig, seed: int = 0) -> dict:
     score = {p: np.zeros((len(cfg.grid_N), len(cfg.grid_noise), cfg.grid_seeds)) for p in PRIORS}
     for s in range(cfg.grid_seeds):
-        sim = crossing_data(64 * 6 + 200, T=6, seed=seed + 340 + s)
-        split = torch.randperm(sim.observed.shape[1], generator=torch.Generator().manual_seed(seed + 340 + s))
-        truth, pool = sim.observed[:, split[:200]].transpose(0, 1), sim.observed[:, split[200:]]  # both groups in each
+        sim, truth, pool = _grid_data(seed, s)
         for a, N in enumerate(cfg.grid_N):
             g = torch.Generator().manual_seed(seed + 341 + s); perm = torch.randperm(pool.shape[1], generator=g)
             for b, noise in enumerate(cfg.grid_noise):
                 snaps = [pool[i, perm[i * N:(i + 1) * N]] for i in range(6)]
                 snaps = [y + noise * torch.randn(y.shape, generator=g, dtype=y.dtype) for y in snaps]
-                for pname in PRIORS:
-                    r = _quiet(pomfl, snaps, sim.times, getattr(LinearPrior, pname)(2), **E1, precond=25.0,
-                               n_particles=cfg.grid_M, n_iter=cfg.grid_iter, seed=seed + s)
-                    score[pname][a, b, s] = path_energy(sample_paths(r, 200, seed=seed + s).observed, truth)
+                for pname, v in _prior_scores(snaps, sim, truth, cfg, seed + s).items(): score[pname][a, b, s] = v
     bc = (score["brownian"] - score["constant_velocity"]).ravel()
     ac = (score["constant_acceleration"] - score["constant_velocity"]).ravel()
     return dict(score={k: v.tolist() for k, v in score.items()}, grid_N=list(cfg.grid_N), grid_noise=list(cfg.grid_noise),
                 brownian_minus_cv=_interval(bc), ca_minus_cv=_interval(ac),
                 mean={k: float(v.mean()) for k, v in score.items()})
+
+def lambda_sweep(cfg: TrajConfig,  # grid_M, grid_iter and grid_seeds are used
+                 lams: tuple = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5),  # λ, the weight of the path term (the prior's dynamics-adjusted OT) against the data fit (E1 uses 0.05)
+                 N: int = 16,  # observations per time
+                 noise: float = 0.05,  # observation noise
+                 seed: int = 0,
+                 ) -> dict:
+    "Claim 5's third axis: the three priors' scores against λ at one (N_i, noise) cell, on the grid's data (same seeds, same snapshots for every λ); a run whose particles diverge (E1's step is fixed) scores NaN and is counted in `diverged`."
+    score = {p: np.zeros((len(lams), cfg.grid_seeds)) for p in PRIORS}
+    for s in range(cfg.grid_seeds):
+        sim, truth, pool = _grid_data(seed, s)
+        g = torch.Generator().manual_seed(seed + 351 + s); perm = torch.randperm(pool.shape[1], generator=g)
+        snaps = [pool[i, perm[i * N:(i + 1) * N]] for i in range(6)]
+        snaps = [y + noise * torch.randn(y.shape, generator=g, dtype=y.dtype) for y in snaps]
+        for a, lam in enumerate(lams):
+            for pname, v in _prior_scores(snaps, sim, truth, cfg, seed + s, lam, diverged="nan").items(): score[pname][a, s] = v
+    diff = lambda p, a: (lambda d: _interval(d) if np.isfinite(d).all() else None)(score[p][a] - score["constant_velocity"][a])
+    return dict(lams=list(lams), N=N, noise=noise, score={k: v.tolist() for k, v in score.items()},
+                mean={k: [float(x) for x in v.mean(1)] for k, v in score.items()},
+                diverged={k: [int(x) for x in np.isnan(v).sum(1)] for k, v in score.items()},
+                brownian_minus_cv=[diff("brownian", a) for a in range(len(lams))],
+                ca_minus_cv=[diff("constant_acceleration", a) for a in range(len(lams))])
+
+def lambda_figure(r: dict):
+    "Mean score of each prior against λ (log axis), with the seeds as dots."
+    with figure(1, 1, figsize=(5, 3)) as (fig, ax):
+        for p in PRIORS:
+            s = np.array(r["score"][p])
+            line, = ax.plot(r["lams"], s.mean(1), "o-", label=p.replace("_", " "))
+            for a, lam in enumerate(r["lams"]): ax.plot([lam] * s.shape[1], s[a], ".", color=line.get_color(), alpha=0.4)
+        ax.set_xscale("log"); ax.set_xlabel("λ"); ax.set_ylabel("√(path energy distance)")
+        ax.set_title(f"N_i = {r['N']}, noise {r['noise']}", fontsize=9); ax.legend(fontsize=7)
+    return fig
 
 def _heatmaps(r):
     with figure(1, 3, figsize=(9, 2.8), sharey=True) as (fig, axs):

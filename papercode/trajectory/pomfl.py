@@ -241,6 +241,10 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
             X = X - eta_k * pre * (M * grad)
             if noise:
                 X = X + torch.sqrt(2 * tau_k * lam * eta_k * pre) * torch.randn(X.shape, generator=gen, device=dev, dtype=dtype)
+            if not bool(torch.isfinite(X).all()):
+                raise FloatingPointError(f"pomfl: the particles diverged at step {k + 1} of {n_iter} (non-finite after the update; "
+                                         f"objective {G.item():.3g}): the step is too large for this λ = {lam:g}, τ and "
+                                         "preconditioner; lower `step` (or `lam`, `precond`)")
     # final couplings, solved to tolerance from the last potentials
     eps = tau * dt
     xs, ys = _scaled(X, Phi, eps)
