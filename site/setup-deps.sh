@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the offline site (`papercode docs`) and its browser test (tests/site/) need.
 # Idempotent: a second run installs nothing.
-#   - Debian's chromium, and node + npm if missing (apt; only as root, otherwise a note)
+#   - Debian's chromium, and node + npm if missing (apt; only as root, otherwise a note); Debian's wordnet-base
+#     (WordNet 3.0, read by chapter 09's word-category tasks; not the site's, installed here so CI has one apt step)
 #   - the npm packages pinned in site/package-lock.json, into site/node_modules (npm ci)
 # Usage: bash site/setup-deps.sh        (CI runs it from .ci/run)
 set -euo pipefail
@@ -11,6 +12,7 @@ need=()
 { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -f /usr/share/wordnet/data.noun ] || need+=(wordnet-base)  # WordNet 3.0 for chapter 09's word-category tasks
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup-deps: apt-get install ${need[*]}"

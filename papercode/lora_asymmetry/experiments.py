@@ -22,7 +22,7 @@ from ..core.utils import installed, one_thread
 from .theory import (asymmetry_mc, fit_frozen_A, fit_frozen_B, info_bound, orthonormal,
                                              subspace_similarity)
 from .adapters import asymmetric_lora, save_adapter
-from .finetune import MiniLMClassifier, digits_task, finetune, load_minilm, pretrain_digits, probe_head, text_task
+from .finetune import CATEGORIES, MiniLMClassifier, digits_task, finetune, load_minilm, pretrain_digits, probe_head, text_task
 
 # %% auto #0
 __all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
@@ -240,9 +240,9 @@ TEXT_CONFIGS = FT_CONFIGS[:5]  # LoRA, B-only at r and 2r, A-only (orthonormal o
 
 def claim_text(kind: str, *, seeds: int = 5, steps: int = 30, n_train: int = 128, n_test: int = 256, r: int = 4,
                lrs: tuple = (3e-3, 1e-2), seed: int = 0) -> dict:
-    "`compare_modes` on MiniLM-L6 (adapters on query/key/value, probed frozen head) for one sentiment-word task."
+    "`compare_modes` on MiniLM-L6 (adapters on query/key/value, probed frozen head) for one word task (`text_task`'s kinds)."
     def base(task):
-        return probe_head(MiniLMClassifier(), task)
+        return probe_head(MiniLMClassifier(n_classes=len(CATEGORIES) if kind == "category" else 2), task)
     out = compare_modes(lambda s: text_task(kind, n_train=n_train, n_test=n_test, seed=s), base, configs=TEXT_CONFIGS,
                         r=r, steps=steps, lrs=lrs, seeds=seeds, seed=seed, targets=("query", "key", "value"))
     return dict(kind=kind, steps=steps, n_train=n_train, n_test=n_test, **out)
@@ -287,21 +287,19 @@ def claim_similarity(cfg: AsymConfig, seed: int = 0) -> dict:
         task = digits_task("permute", n_train=cfg.n_train, seed=seed + 401 + t)
         for s in range(cfg.sim_seeds):
             res[t, s] = finetune(task, mode="AB", r=cfg.r_ft, steps=cfg.steps, seed=seed + 411 + s, frozen_init="orthonormal", base=base)
-    def group(which, cond):
-        side = "row" if which == "A" else "col"
-        v = [subspace_similarity(getattr(res[a].factors["fc2"], which), getattr(res[b].factors["fc2"], which), side=side)
-             for a, b in itertools.combinations(sorted(res), 2) if cond(a, b)]
-        return dict(mean=float(np.mean(v)), min=float(np.min(v)), max=float(np.max(v)), pairs=len(v))
-    same_init = lambda a, b: a[1] == b[1] and a[0] != b[0]
-    same_task = lambda a, b: a[0] == b[0] and a[1] != b[1]
-    out = dict(A_same_init=group("A", same_init), A_same_task=group("A", same_task),
-               B_same_task=group("B", same_task), B_same_init=group("B", same_init), random=cfg.r_ft / 128)
     runs = sorted(res)  # (task, init) of every fine-tuning run: the figure's rows and columns
-    out["runs"] = runs
+    out = dict(runs=runs, random=cfg.r_ft / 128)
     for which, side in (("A", "row"), ("B", "col")):
         out[f"{which}_matrix"] = np.array([[subspace_similarity(getattr(res[a].factors["fc2"], which),
                                                                 getattr(res[b].factors["fc2"], which), side=side)
                                             for b in runs] for a in runs])
+    def group(which, cond):  # over the pairs of distinct runs, read off the matrix
+        v = [out[f"{which}_matrix"][i, j] for i, j in itertools.combinations(range(len(runs)), 2) if cond(runs[i], runs[j])]
+        return dict(mean=float(np.mean(v)), min=float(np.min(v)), max=float(np.max(v)), pairs=len(v))
+    same_init = lambda a, b: a[1] == b[1] and a[0] != b[0]
+    same_task = lambda a, b: a[0] == b[0] and a[1] != b[1]
+    out.update(A_same_init=group("A", same_init), A_same_task=group("A", same_task),
+               B_same_task=group("B", same_task), B_same_init=group("B", same_init))
     out["passed"] = bool(out["A_same_init"]["mean"] > out["A_same_task"]["mean"] and out["B_same_task"]["mean"] > out["B_same_init"]["mean"])
     out["separated"] = bool(out["A_same_init"]["min"] > out["A_same_task"]["max"] and out["B_same_task"]["min"] > out["B_same_init"]["max"])
     return out

@@ -19,9 +19,9 @@ from ..core.models.lora import LoraFactors
 from .adapters import asymmetric_lora
 
 # %% auto #0
-__all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'TEMPLATES', 'TEXT_KINDS', 'DigitsMLP', 'shift_images', 'pretrain_digits',
-           'DigitsTask', 'digits_task', 'FitResult', 'finetune', 'vader_words', 'load_minilm', 'text_task',
-           'MiniLMClassifier', 'probe_head']
+__all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'TEMPLATES', 'TEXT_KINDS', 'CATEGORY_TEMPLATES', 'NOUN_LEXFILES', 'CATEGORIES',
+           'DigitsMLP', 'shift_images', 'pretrain_digits', 'DigitsTask', 'digits_task', 'FitResult', 'finetune',
+           'vader_words', 'wordnet_dir', 'wordnet_nouns', 'load_minilm', 'text_task', 'MiniLMClassifier', 'probe_head']
 
 # %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #9e5a65ad
 SHIFTS = ("none", "permute", "invert", "rotate", "blur", "noise")
@@ -181,7 +181,11 @@ def finetune(task: DigitsTask,  # from `digits_task`
 # %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #0959af5e
 TEMPLATES = ("the film was {}.", "i felt {} about it.", "what a {} day.", "the service was {}.",
              "honestly, it seemed {}.", "my week has been {}.")
-TEXT_KINDS = ("polarity", "intensity")
+TEXT_KINDS = ("polarity", "intensity", "category")
+CATEGORY_TEMPLATES = ("i saw the {} yesterday.", "there was a {} near the house.", "we talked about the {}.",
+                      "she pointed at the {}.", "the picture showed a {}.", "he wrote a note about the {}.")
+NOUN_LEXFILES = {"animal": 5, "artifact": 6, "food": 13, "plant": 20}  # WordNet 3.0 lexicographer file numbers (lexnames(5WN))
+CATEGORIES = ("animal", "plant", "food", "artifact")
 
 def vader_words(min_abs: float = 1.0) -> dict:
     "{word: mean valence} for the alphabetic entries of VADER's lexicon with |valence| ≥ `min_abs` (shipped in vaderSentiment)."
@@ -192,6 +196,48 @@ def vader_words(min_abs: float = 1.0) -> dict:
         w, v = line.split("\t")[:2]
         if w.isalpha() and abs(float(v)) >= min_abs: out[w] = float(v)
     return out
+
+def wordnet_dir(root: str | Path | None = None) -> Path:
+    "WordNet 3.0's database folder: `root`, else $WNSEARCHDIR, else Debian's /usr/share/wordnet (package wordnet-base)."
+    import os
+    d = Path(root or os.environ.get("WNSEARCHDIR") or "/usr/share/wordnet")
+    if not (d / "data.noun").exists():
+        raise FileNotFoundError(f"{d}: no WordNet data.noun (install Debian's wordnet-base: apt-get install wordnet-base, "
+                                "or point WNSEARCHDIR at a WordNet 3.0 dict folder)")
+    return d
+
+@functools.lru_cache(maxsize=4)
+def _wordnet_lexfiles(root: Path) -> tuple:
+    "(word -> set of noun lexicographer files, words ever written with a capital, words that are also adj/verb/adv)."
+    lex, caps, other = {}, set(), set()
+    for k, line in enumerate((root / "data.noun").read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line or line.startswith("  "): continue  # the licence header
+        f = line.split(" ")
+        try:
+            lexf, n = int(f[1]), int(f[3], 16)
+            words = [f[4 + 2 * i] for i in range(n)]
+        except (ValueError, IndexError):
+            raise ValueError(f"{root / 'data.noun'}:{k}: malformed synset line {line[:60]!r}") from None
+        for w in words:
+            if w != w.lower(): caps.add(w.lower())
+            lex.setdefault(w.lower(), set()).add(lexf)
+    for pos in ("adj", "verb", "adv"):
+        p = root / f"index.{pos}"
+        if p.exists():
+            other.update(line.split(" ", 1)[0] for line in p.read_text(encoding="utf-8", errors="replace").splitlines()
+                         if line and not line.startswith("  "))
+    return lex, frozenset(caps), frozenset(other)
+
+def wordnet_nouns(categories: tuple = CATEGORIES,  # names of NOUN_LEXFILES
+                  root: str | Path | None = None,  # WordNet's dict folder (default: see `wordnet_dir`)
+                  ) -> dict:
+    "{word: category} for unambiguous WordNet nouns: alphabetic, every noun sense in one of the given lexicographer files, never capitalised (no proper names), and not also an adjective, verb or adverb."
+    bad = [c for c in categories if c not in NOUN_LEXFILES]
+    if bad: raise ValueError(f"categories: unknown {bad} (use names of {sorted(NOUN_LEXFILES)})")
+    lex, caps, other = _wordnet_lexfiles(wordnet_dir(root))
+    want = {NOUN_LEXFILES[c]: c for c in categories}
+    return {w: want[next(iter(s))] for w, s in sorted(lex.items())
+            if len(s) == 1 and next(iter(s)) in want and w.isalpha() and w not in caps and w not in other}
 
 @functools.lru_cache(maxsize=1)
 def _minilm_files():
@@ -206,16 +252,36 @@ def load_minilm():
     tok, enc = _minilm_files()
     return tok, copy.deepcopy(enc)
 
-def text_task(kind: str = "polarity",  # "polarity" (valence > 0) or "intensity" (|valence| above the median)
+def _category_task(n_train, n_test, seed, max_len, root):
+    tok = _minilm_files()[0]
+    nouns = {w: c for w, c in wordnet_nouns(root=root).items() if len(tok.tokenize(w)) == 1}  # words MiniLM knows whole
+    rng = np.random.default_rng(seed)
+    split = {"train": [], "test": []}
+    for c in CATEGORIES:  # each class's words halved between training and test
+        ws = [w for w, k in nouns.items() if k == c]
+        if len(ws) < 4: raise ValueError(f"WordNet: only {len(ws)} one-piece {c} nouns (a truncated data.noun?)")
+        ws = [ws[i] for i in rng.permutation(len(ws))]
+        split["train"].append(ws[:len(ws) // 2]); split["test"].append(ws[len(ws) // 2:])
+    def draw(groups, n):  # balanced: a class uniformly, then one of its words
+        ys = rng.integers(len(CATEGORIES), size=n); tpl = rng.integers(len(CATEGORY_TEMPLATES), size=n)
+        texts = [CATEGORY_TEMPLATES[t].format(groups[y][rng.integers(len(groups[y]))]) for y, t in zip(ys, tpl)]
+        ids = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")["input_ids"]
+        return ids, torch.from_numpy(ys.astype(np.int64))
+    Xtr, ytr = draw(split["train"], n_train); Xte, yte = draw(split["test"], n_test)
+    return DigitsTask("minilm-category", Xtr, ytr, Xte, yte, {})
+
+def text_task(kind: str = "polarity",  # "polarity" (valence > 0), "intensity" (|valence| above the median) or "category" (WordNet)
               *, n_train: int = 256,  # training sentences
               n_test: int = 512,  # test sentences (words never seen in training)
               seed: int = 0,  # word split, templates and sampling
               max_len: int = 12,  # tokens per sentence (padded; the templates need at most 10 for one-piece words)
+              wordnet: str | Path | None = None,  # "category": WordNet's dict folder (default: see `wordnet_dir`)
               ) -> DigitsTask:
-    "Sentences built from VADER's strong words in fixed templates, tokenised for MiniLM; train and test words are disjoint."
+    "Sentences built from VADER's strong words (sentiment) or WordNet nouns (category: animal, plant, food, artifact) in fixed templates, tokenised for MiniLM; train and test words are disjoint."
     if kind not in TEXT_KINDS: raise ValueError(f"kind: unknown {kind!r} (use one of {TEXT_KINDS})")
     for name, v in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 2: raise ValueError(f"{name}: must be an integer >= 2, got {v!r}")
+    if kind == "category": return _category_task(n_train, n_test, seed, max_len, wordnet)
     lex = vader_words()
     words = sorted(lex)
     med = float(np.median([abs(v) for v in lex.values()]))
