@@ -52,13 +52,14 @@ def same_sum_multisets(s,  # (d,) the vector sum of a sub-multiset
     chunk = max(1, 8_000_000 // max(1, E * d))
     for _ in range(n - 1):  # add one vector j >= the last one, with a(j) <= the residual
         last = T[:, -1:] if T.shape[1] else np.zeros((len(T), 1), np.int64)
-        parts = []
+        parts, grown = [], 0
         for a in range(0, len(T), chunk):
             ok = (A[None] <= R[a:a + chunk, None]).all(2) & (np.arange(E)[None] >= last[a:a + chunk])
             i, j = np.nonzero(ok)
+            grown += len(i)
+            if grown > max_partial: return ExactSampler(s, dist).solutions()  # before the memory is spent
             parts.append((np.hstack([T[a + i], j[:, None]]), R[a + i] - A[j]))
         T = np.vstack([p[0] for p in parts]); R = np.vstack([p[1] for p in parts])
-        if len(T) > max_partial: return ExactSampler(s, dist).solutions()
         if not len(T): break
     srt = np.argsort(h, kind="stable")
     key = R.astype(np.uint64) @ _HASH_W[:d]  # the last vector must equal the residual: a hash lookup, then checked

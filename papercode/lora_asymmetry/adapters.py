@@ -239,6 +239,12 @@ def _save_layers(model, path, store_A):
         raise ValueError("store_A='seed': some layers train both factors, nothing can be rebuilt from a seed (use 'full')")
     for s, m in layers.items():
         if not (bool(torch.isfinite(m.A).all()) and bool(torch.isfinite(m.B).all())): raise ValueError(f"adapter: layer {s!r} contains NaN or inf")
+    own = {id(p) for m in layers.values() for p in (m.A, m.B)}
+    extra = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in own]
+    if extra:  # a hand-built model often leaves them trainable without training them: say what the file leaves out
+        import warnings
+        warnings.warn(f"save_adapter: parameters outside the AsymLoRALinear factors require grad ({extra[:3]}{'...' if len(extra) > 3 else ''}) "
+                      "and are not saved; if they were trained, save them separately", UserWarning, stacklevel=3)
     d = Path(path); d.mkdir(parents=True, exist_ok=True)
     for old in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json"): (d / old).unlink(missing_ok=True)
     meta = dict(format=LAYERS_FORMAT, store_A=store_A, layers={s: dict(
@@ -263,8 +269,8 @@ def _load_layers(d, meta, model):
         bases = {"": model}
     else:
         mods = dict(model.named_modules())
-        missing = [s for s in specs if not isinstance(mods.get(s), nn.Linear)]
-        if missing: raise ValueError(f"model: no nn.Linear at {missing[:3]} (the layers {d} was saved from)")
+        missing = [f"{s} ({type(mods[s]).__name__})" if s in mods else s for s in specs if type(mods.get(s)) is not nn.Linear]
+        if missing: raise ValueError(f"model: no plain nn.Linear at {missing[:3]} (the layers {d} was saved from; give the base model)")
         bases = {s: mods[s] for s in specs}
     out = {}
     for s, sp in specs.items():
@@ -272,15 +278,16 @@ def _load_layers(d, meta, model):
         if [base.out_features, base.in_features] != sp["shape"]:
             raise ValueError(f"model: layer {s!r} is {base.out_features}x{base.in_features}, the file's is {sp['shape'][0]}x{sp['shape'][1]}")
         lay = AsymLoRALinear(base, sp["r"], alpha=sp["alpha"], train=sp["train"], frozen_init=sp["frozen_init"], seed=sp["seed"], dropout=sp["dropout"])
-        if sp["frozen_sha256"] is not None and _sha(lay.A if sp["train"] == "B" else lay.B) != sp["frozen_sha256"]:
+        stored = ("A", "B") if meta["store_A"] == "full" else (sp["train"],)  # a full file holds both factors: no rebuild to check
+        if meta["store_A"] == "seed" and sp["frozen_sha256"] is not None and _sha(lay.A if sp["train"] == "B" else lay.B) != sp["frozen_sha256"]:
             raise ValueError(f"{d}: the frozen factor rebuilt for {s!r} differs from the saved one (another base layer, seed or software stack)")
         with torch.no_grad():
-            for key in ("A", "B"):
+            for key in stored:
                 k = f"base_model.model.{s}.lora_{key}.weight"
-                if k in sd:
-                    w = getattr(lay, key)
-                    if tuple(sd[k].shape) != tuple(w.shape): raise ValueError(f"{d}: {k} has shape {tuple(sd[k].shape)}, the layer needs {tuple(w.shape)}")
-                    w.copy_(sd[k].to(w.dtype))
+                if k not in sd: raise ValueError(f"{d}: {k} is missing from adapter_model.safetensors")
+                w = getattr(lay, key)
+                if tuple(sd[k].shape) != tuple(w.shape): raise ValueError(f"{d}: {k} has shape {tuple(sd[k].shape)}, the layer needs {tuple(w.shape)}")
+                w.copy_(sd[k].to(w.dtype))
         out[s] = lay
     if "" in out: return out[""]
     for s, lay in out.items():  # put the adapted layers in place
@@ -343,10 +350,12 @@ def load_adapter(path: str | Path,  # a directory written by `save_adapter`
             fr = la if meta["train"] == "B" else lb
             if _sha(fr) != meta["frozen_sha256"][s]:
                 raise ValueError(f"{d}: the frozen factor rebuilt for {s!r} differs from the saved one (another base model, seed or software stack)")
+        need = {"B": ("lora_B",), "A": ("lora_A",), "AB": ("lora_A", "lora_B")}[meta["train"]] if meta["store_A"] == "seed" else ("lora_A", "lora_B")
         with torch.no_grad():
             for key, w in (("lora_A", la), ("lora_B", lb)):
                 k = f"base_model.model.{s}.{key}.weight"
                 if k in sd:
                     if tuple(sd[k].shape) != tuple(w.shape): raise ValueError(f"{d}: {k} has shape {tuple(sd[k].shape)}, the model needs {tuple(w.shape)}")
                     w.copy_(sd[k].to(w.dtype))
+                elif key in need: raise ValueError(f"{d}: {k} is missing from adapter_model.safetensors")
     return asym

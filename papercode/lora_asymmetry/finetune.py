@@ -221,17 +221,17 @@ def _wordnet_lexfiles(root: Path) -> tuple:
         for w in words:
             if w != w.lower(): caps.add(w.lower())
             lex.setdefault(w.lower(), set()).add(lexf)
-    for pos in ("adj", "verb", "adv"):
+    for pos in ("adj", "verb", "adv"):  # needed: without them the "noun only" filter would silently do nothing
         p = root / f"index.{pos}"
-        if p.exists():
-            other.update(line.split(" ", 1)[0] for line in p.read_text(encoding="utf-8", errors="replace").splitlines()
-                         if line and not line.startswith("  "))
+        if not p.exists(): raise FileNotFoundError(f"{root}: no WordNet index.{pos} (an incomplete WordNet folder)")
+        other.update(line.split(" ", 1)[0] for line in p.read_text(encoding="utf-8", errors="replace").splitlines()
+                     if line and not line.startswith("  "))
     return lex, frozenset(caps), frozenset(other)
 
 def wordnet_nouns(categories: tuple = CATEGORIES,  # names of NOUN_LEXFILES
                   root: str | Path | None = None,  # WordNet's dict folder (default: see `wordnet_dir`)
                   ) -> dict:
-    "{word: category} for unambiguous WordNet nouns: alphabetic, every noun sense in one of the given lexicographer files, never capitalised (no proper names), and not also an adjective, verb or adverb."
+    "{word: category} for unambiguous WordNet nouns: alphabetic, all noun senses in a single one of the given lexicographer files, never capitalised (no proper names), and not also an adjective, verb or adverb."
     bad = [c for c in categories if c not in NOUN_LEXFILES]
     if bad: raise ValueError(f"categories: unknown {bad} (use names of {sorted(NOUN_LEXFILES)})")
     lex, caps, other = _wordnet_lexfiles(wordnet_dir(root))
@@ -262,7 +262,7 @@ def _category_task(n_train, n_test, seed, max_len, root):
         if len(ws) < 4: raise ValueError(f"WordNet: only {len(ws)} one-piece {c} nouns (a truncated data.noun?)")
         ws = [ws[i] for i in rng.permutation(len(ws))]
         split["train"].append(ws[:len(ws) // 2]); split["test"].append(ws[len(ws) // 2:])
-    def draw(groups, n):  # balanced: a class uniformly, then one of its words
+    def draw(groups, n):  # a class with equal probability, then one of its words
         ys = rng.integers(len(CATEGORIES), size=n); tpl = rng.integers(len(CATEGORY_TEMPLATES), size=n)
         texts = [CATEGORY_TEMPLATES[t].format(groups[y][rng.integers(len(groups[y]))]) for y, t in zip(ys, tpl)]
         ids = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")["input_ids"]

@@ -333,6 +333,7 @@ def _grid_data(seed, s):
 
 def _prior_scores(snaps, sim, truth, cfg, seed, lam=E1["lam"], diverged="raise"):
     "√(path energy distance) of PO-MFL with each prior on the same snapshots; diverged='nan' scores a run whose particles diverge as NaN."
+    if diverged not in ("raise", "nan"): raise ValueError(f"diverged: expected 'raise' or 'nan', got {diverged!r}")
     out = {}
     for pname in PRIORS:
         try:

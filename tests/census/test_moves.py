@@ -46,6 +46,16 @@ def test_numpy_path_needs_no_dp_where_the_count_is_fixed(sums, monkeypatch):
         same_sum_multisets(*free)
 
 
+def test_large_enumerations_go_to_the_dp_before_growing(sums, monkeypatch):
+    level, k, s, dl, X = max(sums, key=lambda t: len(t[4]) if t[0] < 3 else 0)
+    calls = []
+    real = chains.ExactSampler
+    monkeypatch.setattr(chains, "ExactSampler", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    assert (same_sum_multisets(s, dl, max_partial=3) == X).all() and calls  # handed to the DP
+    calls.clear()
+    assert (same_sum_multisets(s, dl) == X).all() and not calls  # numpy alone under the default
+
+
 def test_hash_collisions_fall_back_to_the_dp(sums, monkeypatch):
     monkeypatch.setattr(chains, "_HASH_W", np.zeros_like(chains._HASH_W))  # every vector hashes to 0
     for level, k, s, dl, X in sums[:12]:

@@ -218,6 +218,7 @@ def _hand_adapted(seed=0):
     ours.fc1 = AsymLoRALinear(ours.fc1, 3, seed=21)
     ours.fc2 = AsymLoRALinear(ours.fc2, 2, train="A", frozen_init="kaiming", seed=22, alpha=3.0)
     with torch.no_grad(): ours.fc1.B.normal_(); ours.fc2.A.normal_()
+    ours.out.requires_grad_(False)  # only the adapters train
     return plain, ours
 
 
@@ -272,6 +273,21 @@ def test_save_adapter_of_a_bare_layer_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match="holds no AsymLoRALinear"): save_adapter(nn.Linear(3, 3), tmp_path / "none")
     plain, ours = _hand_adapted()
     d2 = save_adapter(ours, tmp_path / "two")
-    with pytest.raises(ValueError, match=r"no nn.Linear at \['fc2'\]"): load_adapter(d2, nn.ModuleDict({"fc1": nn.Linear(12, 20)}))
+    with pytest.raises(ValueError, match=r"no plain nn.Linear at \['fc2'\]"): load_adapter(d2, nn.ModuleDict({"fc1": nn.Linear(12, 20)}))
+    with pytest.raises(ValueError, match=r"no plain nn.Linear at \['fc1 \(AsymLoRALinear\)'"): load_adapter(d2, copy.deepcopy(ours))
+    # a file that lost a trained factor is refused, never loaded as a zero adapter
+    from safetensors.torch import load_file, save_file
+    sd = load_file(str(d2 / "adapter_model.safetensors")); sd.pop("base_model.model.fc2.lora_A.weight")
+    save_file(sd, str(d2 / "adapter_model.safetensors"))
+    with pytest.raises(ValueError, match="fc2.lora_A.weight is missing"): load_adapter(d2, copy.deepcopy(plain))
+    # weights outside the adapters that require grad are not in the file: said, not silent
+    ours.out.requires_grad_(True)
+    with pytest.warns(UserWarning, match=r"outside the AsymLoRALinear factors require grad \(\['out.weight', 'out.bias'\]\) and are not saved"):
+        save_adapter(ours, tmp_path / "x2")
+    ours.out.requires_grad_(False)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_adapter(ours, tmp_path / "x3")  # nothing left out: no warning
     with torch.no_grad(): ours.fc1.B[0, 0] = float("nan")
     with pytest.raises(ValueError, match="layer 'fc1' contains NaN"): save_adapter(ours, tmp_path / "nan")

@@ -23,6 +23,7 @@ SYNSETS = """\
 00001747 06 n 01 fly 0 000 | also a verb
 00001748 18 n 01 baker 0 000 | a person: not one of the categories
 00001749 13 n 02 pizza 0 pie 0 000 | a dish
+00001750 13 n 01 edible 0 000 | also an adjective
 """
 
 
@@ -30,6 +31,8 @@ def _fake(tmp_path, synsets=SYNSETS):
     d = tmp_path / "dict"; d.mkdir()
     (d / "data.noun").write_text(HEADER + synsets)
     (d / "index.verb").write_text(HEADER + "fly v 1 1 @ 1 0 01935476\n")
+    (d / "index.adj").write_text(HEADER + "edible a 1 1 & 1 0 01201422\n")
+    (d / "index.adv").write_text(HEADER)
     return d
 
 
@@ -44,7 +47,10 @@ def test_wordnet_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="wordnet-base"): wordnet_dir(tmp_path / "nowhere")
     bad = tmp_path / "bad"; bad.mkdir()
     d = _fake(bad, SYNSETS + "00001750 xx n 01 cat 0 000 | a bad lexicographer file number\n")
-    with pytest.raises(ValueError, match=r"data.noun:13: malformed synset line"): wordnet_nouns(root=d)
+    with pytest.raises(ValueError, match=r"data.noun:14: malformed synset line"): wordnet_nouns(root=d)
+    part = tmp_path / "part"; part.mkdir()
+    d2 = _fake(part); (d2 / "index.adv").unlink()  # the noun-only filter needs every other part of speech
+    with pytest.raises(FileNotFoundError, match="no WordNet index.adv"): wordnet_nouns(root=d2)
 
 
 def _real():
