@@ -16,7 +16,7 @@ import torch
 
 # %% auto #0
 __all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'PeakRSS', 'torch_threads',
-           'one_thread', 'installed', 'optional_triton', 'run_in_child']
+           'one_thread', 'installed', 'optional_triton', 'run_in_child', 'vader_words']
 
 # %% ../../nbs/00_core/00_utils.ipynb #4c529df2
 def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu", "cuda", "cuda:k" or a torch.device
@@ -255,3 +255,16 @@ def run_in_child(fn,  # the function: a module's, or one defined in a notebook (
     if kind == "error":
         raise ChildProcessError(f"{name} failed in its child process:\n{value}")
     return value
+
+# %% ../../nbs/00_core/00_utils.ipynb #d3d8a52d
+def vader_words(min_abs: float = 1.0,  # keep words with |mean valence| >= min_abs
+                ) -> dict:
+    "{word: mean valence} for the alphabetic entries of VADER's lexicon (shipped in the vaderSentiment wheel)."
+    try: import vaderSentiment
+    except ImportError as e: raise ImportError("vader_words: pip install vaderSentiment (in the lora_asymmetry and aot extras)") from e
+    from pathlib import Path
+    out = {}
+    for line in (Path(vaderSentiment.__file__).parent / "vader_lexicon.txt").read_text(encoding="utf-8").splitlines():
+        w, v = line.split("\t")[:2]
+        if w.isalpha() and abs(float(v)) >= min_abs: out[w] = float(v)
+    return out

@@ -7,7 +7,7 @@ __all__ = ['AsymmetryMC', 'Bound', 'LinearFit', 'asymmetry_mc', 'fit_frozen_A', 
            'spectrum_values', 'subspace_similarity', 'AsymLora', 'AsymLoRALinear', 'AsymLoraSpec', 'asym_layers',
            'asymmetric_lora', 'init_factors', 'load_adapter', 'save_adapter', 'slot_seed', 'DigitsMLP', 'DigitsTask',
            'FitResult', 'digits_task', 'finetune', 'pretrain_digits', 'shift_images', 'MiniLMClassifier', 'load_minilm',
-           'probe_head', 'text_task', 'vader_words', 'wordnet_dir', 'wordnet_nouns']
+           'probe_head', 'text_task', 'wordnet_dir', 'wordnet_nouns']
 
 # %% ../../nbs/09_lora_asymmetry/index.ipynb #5a46db3d
 from .theory import (AsymmetryMC, Bound, LinearFit, asymmetry_mc, fit_frozen_A, fit_frozen_B,
@@ -15,10 +15,10 @@ from .theory import (AsymmetryMC, Bound, LinearFit, asymmetry_mc, fit_frozen_A, 
 from .adapters import (AsymLora, AsymLoRALinear, AsymLoraSpec, asym_layers, asymmetric_lora, init_factors,
                                                load_adapter, save_adapter, slot_seed)
 from .finetune import (DigitsMLP, DigitsTask, FitResult, MiniLMClassifier, digits_task, finetune, load_minilm,
-                                               pretrain_digits, probe_head, shift_images, text_task, vader_words, wordnet_dir, wordnet_nouns)
+                                               pretrain_digits, probe_head, shift_images, text_task, wordnet_dir, wordnet_nouns)
 # what `from papercode.lora_asymmetry import *` gives: the names above
 _all_ = [
     "AsymmetryMC", "Bound", "LinearFit", "asymmetry_mc", "fit_frozen_A", "fit_frozen_B", "info_bound", "orthonormal",
     "spectrum_values", "subspace_similarity", "AsymLora", "AsymLoRALinear", "AsymLoraSpec", "asym_layers", "asymmetric_lora",
     "init_factors", "load_adapter", "save_adapter", "slot_seed", "DigitsMLP", "DigitsTask", "FitResult", "digits_task",
-    "finetune", "pretrain_digits", "shift_images", "MiniLMClassifier", "load_minilm", "probe_head", "text_task", "vader_words", "wordnet_dir", "wordnet_nouns"]
+    "finetune", "pretrain_digits", "shift_images", "MiniLMClassifier", "load_minilm", "probe_head", "text_task", "wordnet_dir", "wordnet_nouns"]

@@ -16,12 +16,13 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from ..core.models.lora import LoraFactors
+from ..core.utils import vader_words  # VADER's lexicon, shared with chapter 02
 from .adapters import asymmetric_lora
 
 # %% auto #0
 __all__ = ['SHIFTS', 'N_PRETRAIN', 'MODES', 'TEMPLATES', 'TEXT_KINDS', 'CATEGORY_TEMPLATES', 'NOUN_LEXFILES', 'CATEGORIES',
            'DigitsMLP', 'shift_images', 'pretrain_digits', 'DigitsTask', 'digits_task', 'FitResult', 'finetune',
-           'vader_words', 'wordnet_dir', 'wordnet_nouns', 'load_minilm', 'text_task', 'MiniLMClassifier', 'probe_head']
+           'wordnet_dir', 'wordnet_nouns', 'load_minilm', 'text_task', 'MiniLMClassifier', 'probe_head']
 
 # %% ../../nbs/09_lora_asymmetry/30_finetune.ipynb #9e5a65ad
 SHIFTS = ("none", "permute", "invert", "rotate", "blur", "noise")
@@ -186,16 +187,6 @@ CATEGORY_TEMPLATES = ("i saw the {} yesterday.", "there was a {} near the house.
                       "she pointed at the {}.", "the picture showed a {}.", "he wrote a note about the {}.")
 NOUN_LEXFILES = {"animal": 5, "artifact": 6, "food": 13, "plant": 20}  # WordNet 3.0 lexicographer file numbers (lexnames(5WN))
 CATEGORIES = ("animal", "plant", "food", "artifact")
-
-def vader_words(min_abs: float = 1.0) -> dict:
-    "{word: mean valence} for the alphabetic entries of VADER's lexicon with |valence| ≥ `min_abs` (shipped in vaderSentiment)."
-    import vaderSentiment
-    path = Path(vaderSentiment.__file__).parent / "vader_lexicon.txt"
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        w, v = line.split("\t")[:2]
-        if w.isalpha() and abs(float(v)) >= min_abs: out[w] = float(v)
-    return out
 
 def wordnet_dir(root: str | Path | None = None) -> Path:
     "WordNet 3.0's database folder: `root`, else $WNSEARCHDIR, else Debian's /usr/share/wordnet (package wordnet-base)."

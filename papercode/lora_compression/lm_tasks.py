@@ -5,6 +5,7 @@
 # %% ../../nbs/02_lora_compression/65_lm_tasks.ipynb #12e73278
 from __future__ import annotations
 
+import functools
 import random
 import string
 import time
@@ -15,27 +16,41 @@ import torch
 import torch.nn.functional as F
 
 from ..core.models.lora import LoraCollection, LoraFactors
+from ..core.utils import vader_words
 from .compress import JDCompressed
 
 # %% auto #0
-__all__ = ['LM_FAMILIES', 'WRAPPERS', 'LmTask', 'lm_tasks', 'encode_examples', 'LmTaskSuite', 'make_lm_suite', 'LmScores',
-           'lm_task_scores', 'LmTraining', 'train_lm_loras']
+__all__ = ['LM_FAMILIES', 'ALL_LM_FAMILIES', 'POLAR_LABELS', 'WRAPPERS', 'LmTask', 'lm_tasks', 'encode_examples', 'LmTaskSuite',
+           'make_lm_suite', 'LmScores', 'lm_task_scores', 'LmTraining', 'train_lm_loras']
 
 # %% ../../nbs/02_lora_compression/65_lm_tasks.ipynb #ed79fe56
-LM_FAMILIES = ("add", "sub", "shift", "wrap")
+LM_FAMILIES = ("add", "sub", "shift", "wrap")  # the 64 trained adapters below
+ALL_LM_FAMILIES = LM_FAMILIES + ("polar",)  # polar: a lexicon family, not among the trained adapters
+POLAR_LABELS = (("good", "bad"), ("yes", "no"), ("pos", "neg"), ("+", "-"), ("up", "down"), ("happy", "sad"),
+                ("like", "dislike"), ("win", "lose"), ("warm", "cold"), ("light", "dark"), ("1", "0"), ("smile", "frown"),
+                ("love", "hate"), ("high", "low"), ("true", "false"), ("sweet", "sour"))  # (positive, negative) of task k
 WRAPPERS = ("[{}]", "({})", "<{}>", "{}!", "{} {}", "{}.", "*{}*", "'{}'", "{}?", "#{}", "{{{}}}", "{}-{}", "_{}_",
             "{}:", "@{}", "{}s")  # the wrap family's templates, one per task
-_MAX_K = dict(add=16, sub=16, shift=25, wrap=len(WRAPPERS))
+_MAX_K = dict(add=16, sub=16, shift=25, wrap=len(WRAPPERS), polar=len(POLAR_LABELS))
+
+@functools.lru_cache(maxsize=1)
+def _polar_lexicon() -> tuple:
+    "(sorted words, {word: valence}) of VADER's strong alphabetic words (|valence| >= 2); VADER's lexicon ships in vaderSentiment."
+    try:
+        lex = vader_words(min_abs=2.0)
+    except ImportError as e:
+        raise ImportError("family 'polar' reads VADER's lexicon: pip install vaderSentiment (in the lora_asymmetry extra)") from e
+    return tuple(sorted(lex)), dict(lex)
 _CONS, _VOW = "bcdfghjklmnprstvwz", "aeiou"
 
 @dataclass(frozen=True)
 class LmTask:
-    "One generated text task: family `add`/`sub` (a number ± k), `shift` (four letters, Caesar shift by k) or `wrap` (a made-up word in template k)."
+    "One generated text task: family `add`/`sub` (a number ± k), `shift` (four letters, Caesar shift by k), `wrap` (a made-up word in template k) or `polar` (a sentiment word's polarity, in label pair k)."
     family: str
     k: int
 
     def __post_init__(self):
-        if self.family not in _MAX_K: raise ValueError(f"family: {self.family!r} is not one of {LM_FAMILIES}")
+        if self.family not in _MAX_K: raise ValueError(f"family: {self.family!r} is not one of {ALL_LM_FAMILIES}")
         if not 1 <= self.k <= _MAX_K[self.family]: raise ValueError(f"k: {self.k} outside 1..{_MAX_K[self.family]} for family {self.family!r}")
 
     @property
@@ -46,6 +61,7 @@ class LmTask:
         if self.family == "add": return str(rng.randrange(10, 500))
         if self.family == "sub": return str(rng.randrange(20, 520))
         if self.family == "shift": return " ".join(rng.choice(string.ascii_lowercase) for _ in range(4))
+        if self.family == "polar": return rng.choice(_polar_lexicon()[0])
         return rng.choice(_CONS) + rng.choice(_VOW) + rng.choice(_CONS)  # a consonant-vowel-consonant made-up word
 
     def answer(self, x: str) -> str:
@@ -53,6 +69,10 @@ class LmTask:
         if self.family == "add": return str(int(x) + self.k)
         if self.family == "sub": return str(int(x) - self.k)
         if self.family == "shift": return " ".join(chr((ord(c) - 97 + self.k) % 26 + 97) for c in x.split())
+        if self.family == "polar":
+            v = _polar_lexicon()[1].get(x)
+            if v is None: raise ValueError(f"polar: {x!r} is not one of VADER's strong words")
+            return POLAR_LABELS[self.k - 1][0 if v > 0 else 1]
         t = WRAPPERS[self.k - 1]
         return t.format(*([x] * t.count("{}")))
 
@@ -62,7 +82,7 @@ def lm_tasks(per_family: int = 16,  # tasks per family (k = 1..per_family)
     "`per_family` related tasks in each family: the family shares the skill, k changes the answer."
     if not isinstance(per_family, int) or per_family < 1: raise ValueError(f"per_family: must be a positive integer, got {per_family!r}")
     for f in families:
-        if f not in _MAX_K: raise ValueError(f"families: {f!r} is not one of {LM_FAMILIES}")
+        if f not in _MAX_K: raise ValueError(f"families: {f!r} is not one of {ALL_LM_FAMILIES}")
         if per_family > _MAX_K[f]: raise ValueError(f"per_family: family {f!r} has at most {_MAX_K[f]} tasks, asked {per_family}")
     return [LmTask(f, k) for f in families for k in range(1, per_family + 1)]
 

@@ -34,7 +34,8 @@ def _words(ids):
 @pytest.mark.parametrize("kind", ["polarity", "intensity"])
 def test_text_task_labels_follow_the_lexicon_and_words_are_disjoint(kind):
     import numpy as np
-    from papercode.lora_asymmetry.finetune import text_task, vader_words
+    from papercode.core.utils import vader_words
+    from papercode.lora_asymmetry.finetune import text_task
     lex = vader_words()
     task = text_task(kind, n_train=60, n_test=60, seed=3)
     wtr, wte = _words(task.X_train), _words(task.X_test)

@@ -70,8 +70,46 @@ def test_scores_equal_served_model_tiny_llama():
     _check_against_served(model, _Chars(), lm_tasks(2, families=("sub", "shift")), top_layers=3, r=4, rank=6, k=2)
 
 
+def test_polar_lexicon_family_through_the_scoring_path():
+    "The lexicon family (VADER polarity in label pair k) goes through suite building, scoring and serving like the others."
+    require(transformers is not None, 'transformers is not installed (pip install -e ".[lora_compression]")')
+    import importlib.util
+    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_asymmetry]")')
+    from papercode.lora_compression.lm_tasks import ALL_LM_FAMILIES, POLAR_LABELS, _polar_lexicon
+    assert "polar" in ALL_LM_FAMILIES and len(lm_tasks(16, families=("polar",))) == len(POLAR_LABELS) == 16
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=80, num_hidden_layers=4,
+                                   num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=64)
+    torch.manual_seed(4)
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    tasks = lm_tasks(3, families=("polar",))
+    suite = make_lm_suite(model, _Chars(), tasks, n_train=4, n_test=6, top_layers=2, seed=5)
+    words, val = _polar_lexicon()
+    _, ids, lab, _ = suite.train
+    for row, t in zip(ids, suite.train[0].tolist()):  # every example reads "word -> label\n" with the word's label
+        text = "".join(chr(int(c)) for c in row if int(c) != 0)
+        x, y = text.rstrip("\n").split(" -> ")
+        assert y == POLAR_LABELS[tasks[t].k - 1][0 if val[x] > 0 else 1]
+    _check_against_served(model, _Chars(), tasks, top_layers=2, r=4, rank=4, k=1)
+
+
 @pytest.mark.skipif(llm_missing() is not None, reason=f"SmolLM2 not installed: {llm_missing()}")
 def test_scores_equal_served_model_smollm2():
     from papercode.core.models.llm import load_llm
     llm = load_llm()
     _check_against_served(llm.model, llm.tokenizer, lm_tasks(1), top_layers=2, r=8, rank=8, k=1)
+
+
+@pytest.mark.skipif(llm_missing() is not None, reason=f"SmolLM2 not installed: {llm_missing()}")
+def test_polar_examples_encode_with_smollm2():
+    "Every label pair of the lexicon family, on 200 words: the prompt is a token prefix of the example (encode_examples' requirement)."
+    import importlib.util
+    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_asymmetry]")')
+    import random
+    from papercode.core.models.llm import load_llm
+    from papercode.lora_compression.lm_tasks import encode_examples
+    tok = load_llm().tokenizer
+    rng = random.Random(0)
+    for t in lm_tasks(16, families=("polar",)):
+        pairs = [(x, t.answer(x)) for x in (t.draw(rng) for _ in range(200))]
+        ids, lab = encode_examples(tok, pairs)
+        assert ((lab != -100).sum(1) >= 2).all()  # the label and the newline are scored
