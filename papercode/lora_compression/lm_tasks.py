@@ -36,11 +36,8 @@ _MAX_K = dict(add=16, sub=16, shift=25, wrap=len(WRAPPERS), polar=len(POLAR_LABE
 @functools.lru_cache(maxsize=1)
 def _polar_lexicon() -> tuple:
     "(sorted words, {word: valence}) of VADER's strong alphabetic words (|valence| >= 2); VADER's lexicon ships in vaderSentiment."
-    try:
-        lex = vader_words(min_abs=2.0)
-    except ImportError as e:
-        raise ImportError("family 'polar' reads VADER's lexicon: pip install vaderSentiment (in the lora_asymmetry extra)") from e
-    return tuple(sorted(lex)), dict(lex)
+    lex = vader_words(min_abs=2.0)  # its ImportError says what to install
+    return tuple(sorted(lex)), lex
 _CONS, _VOW = "bcdfghjklmnprstvwz", "aeiou"
 
 @dataclass(frozen=True)
