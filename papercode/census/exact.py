@@ -124,12 +124,18 @@ def eligible(c, dist: HouseholdDist) -> np.ndarray:
 def log_weight(counts,  # (S, V) or (V,) count vectors m over `dist.vectors`
                dist: HouseholdDist,  # π
                multinomial: bool = True,  # include (Σ m)! (the paper's P_b); False: Π π^m / m! only
+               cols=None,  # indices of the only vectors whose counts may be nonzero (a block's eligible ones): summed alone, faster
                ) -> np.ndarray:  # (S,) or () unnormalised log P_b(m)
     "log of the unnormalised target weight of count vectors."
     from scipy.special import gammaln
     M = np.asarray(counts, dtype=np.float64)
     with np.errstate(divide="ignore"):
         logpi = np.log(dist.pi)
+    if cols is not None:
+        cols = np.asarray(cols, dtype=np.intp)
+        rest = np.ones(M.shape[-1], bool); rest[cols] = False
+        if M[..., rest].any(): raise ValueError("log_weight: a count outside `cols` is nonzero")
+        M, logpi = M[..., cols], logpi[cols]
     t = np.where(M > 0, M * logpi, 0.0).sum(-1) - gammaln(M + 1).sum(-1)
     return t + gammaln(M.sum(-1) + 1) if multinomial else t
 
@@ -402,12 +408,14 @@ class ExactSampler:
 
     def solutions(self, limit: int | None = None):
         "(S, V) count vectors of X_b (at most `limit`), in the DP's order."
-        out = []
+        rows = []  # count vectors over the eligible vectors, scattered into (S, V) once at the end
         for n in sorted(self.ncount):
-            rem = None if limit is None else limit - len(out)
+            rem = None if limit is None else limit - len(rows)
             if rem is not None and rem <= 0: break
-            out += [self._full(m) for m in self.dp.enumerate(self.targets[n], rem)] if self.dp.A else [self._full([])]
-        return np.array(out, np.int64).reshape(-1, len(self.dist.pi))
+            rows += list(self.dp.enumerate(self.targets[n], rem)) if self.dp.A else [()]
+        out = np.zeros((len(rows), len(self.dist.pi)), np.int64)
+        if self.dp is not None and self.dp.A and rows: out[:, self.idx] = np.array(rows, np.int64)
+        return out
 
     def most_probable(self, k: int,  # how many solutions
                       enumerate_max: int = 200_000,  # enumerate X_b up to this size to rank it
@@ -426,7 +434,7 @@ class ExactSampler:
             raise ValueError(f"table: |X_b| = {self.info.n_solutions} exceeds table_max = {table_max}; draw with method='forward'")
         if getattr(self, "_table", None) is None:
             sols = self.solutions()
-            p = np.exp(log_weight(sols, self.dist) - self.info.log_z)
+            p = np.exp(log_weight(sols, self.dist, cols=self.idx) - self.info.log_z)
             cdf = np.cumsum(p / p.sum()); cdf[-1] = 1.0
             self._table = (sols, cdf)
         return self._table

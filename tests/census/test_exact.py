@@ -9,7 +9,7 @@ import pytest
 
 from papercode.core.testing import assert_close, require
 from papercode.census.chains import (sample_block, six_cycle_instance, spectral_gap, transition_matrix)
-from papercode.census.exact import (ExactSampler, brute_force, household_distribution, log_weight,
+from papercode.census.exact import (DPTooLarge, ExactSampler, brute_force, household_distribution, log_weight,
                                     multigraph_instance, vector_distribution)
 from papercode.census.solvers import highs_map, solve_block
 from papercode.census.synthesize import synthesize, synthetic_state
@@ -254,3 +254,30 @@ def test_reweight_multiplies_pi_by_the_official_weights():
     assert_close(new.hh_pi, want, rtol=1e-10, atol=1e-15)
     i_over = [i for i, h in enumerate(hh) if household_key(h) == over]
     assert new.hh_pi[i_over].sum() < dist.hh_pi[i_over].sum()  # the over-drawn key loses mass
+
+
+def test_solutions_and_table_are_the_recursion_rows_with_the_full_column_law():
+    """`solutions()` scatters the recursion's rows into (S, V) once: the same rows in the recursion's order, at every
+    level, and the table sampler's cumulative law (summed over the block's eligible vectors only) equals the law over
+    every column."""
+    st = synthetic_state(24, seed=8, max_households=12, n_pums=4_000)
+    d1 = household_distribution(st.pums)
+    sizes = {}
+    for level in (1, 2, 3):
+        dl = d1.at(level, True)
+        for t in st.tables:
+            if t.persons == 0: continue
+            try: ex = ExactSampler(encode_block(t, level), dl, max_states=200_000)
+            except DPTooLarge: continue  # the solver fallback's blocks
+            ref = np.array([ex._full(m) for n in sorted(ex.ncount) for m in ex.dp.enumerate(ex.targets[n])]).reshape(-1, len(dl.pi))
+            got = ex.solutions()
+            assert got.shape == ref.shape and (got == ref).all(), (level, t)
+            assert (ex.solutions(limit=2) == ref[:2]).all()
+            sizes.setdefault(level, []).append(len(got))
+            if 1 < len(got) <= 5_000:
+                sols, cdf = ex.table()
+                p = np.exp(log_weight(ref, dl) - ex.info.log_z)  # every column
+                assert (sols == ref).all() and np.abs(cdf - np.cumsum(p / p.sum())).max() < 1e-13
+    assert all(sum(n > 1 for n in v) >= 3 for v in sizes.values()) and max(sizes[2]) > 10_000  # small and large X_b
+    with pytest.raises(ValueError, match="outside `cols` is nonzero"):
+        log_weight(ref[:1] + 1, dl, cols=[0])
