@@ -27,7 +27,7 @@ from .train import BanditLM, train_preference
 __all__ = ['TOL_IDENTITIES', 'COLORS', 'AOTConfig', 'mean_ci', 'claim_identities', 'exp_identities', 'toy_run', 'reward_at_kl',
            'matched', 'claim_fig1', 'quantile_figure', 'claim_fig2', 'claim_fig3', 'paired_diff', 'verdict_fig1',
            'verdict_fig2', 'verdict_fig3', 'exp_fig1', 'exp_fig2', 'exp_fig3', 'lm_summary', 'lm_matched', 'lm_verdict',
-           'lm_figure', 'exp_lm_sentiment', 'claim_rate', 'exp_rate', 'bench_lm', 'bench']
+           'lm_figure', 'exp_lm_sentiment', 'claim_rate', 'exp_rate', 'bench_lm', 'bench_smollm2', 'bench']
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #a12d0f83
 @dataclass(frozen=True)
@@ -459,7 +459,7 @@ def bench_lm(batches=(8, 32), *, layers: int = 30, hidden: int = 96, k: int = 2,
         t_cached = _median_time(lambda: step(aot_loss, cached), reps)
         u, v = rc.clone(), rr.clone()
         t_sort = _median_time(lambda: [(torch.sort(u), torch.sort(v)) for _ in range(100)], reps) / 100
-        rows.append(dict(batch=b, layers=layers, trained_blocks=k, dpo_step_s=t_dpo, aot_step_s=t_aot,
+        rows.append(dict(batch=b, model=f"random Llama {layers}x{hidden}", layers=layers, trained_blocks=k, dpo_step_s=t_dpo, aot_step_s=t_aot,
                          aot_over_dpo=t_aot / t_dpo, sort_s=t_sort, sort_share=t_sort / t_aot,
                          cached_step_s=t_cached, cached_speedup=t_aot / t_cached,
                          loss_diff=float((l_full - l_cached).abs()),
@@ -468,15 +468,63 @@ def bench_lm(batches=(8, 32), *, layers: int = 30, hidden: int = 96, k: int = 2,
                          threads=torch.get_num_threads()))
     return rows
 
+def bench_smollm2(batches=(8, 32), *, k: int = 2, r: int = 8, reps: int = 5, seed: int = 0, device: str = "cpu") -> list:
+    "The LM claim's own setting: SmolLM2-135M with LoRA on its last k blocks, one AOT step on b committed preference pairs, through the full model (`CausalLMPolicy`) vs from cached hidden states (`CachedLMPolicy`); the DPO step beside it."
+    import copy
+    from papercode.core.models.llm import load_llm
+    from papercode.aot.lm import CachedLMPolicy, CausalLMPolicy
+    from papercode.aot.sentiment import load_sentiment_records, lora_last_blocks, reset_lora
+    llm = load_llm()
+    pm = lora_last_blocks(copy.deepcopy(llm.model), k, r=r).to(device)
+    reset_lora(pm, seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # B = 0 would give A no gradient: small random B, so that both factors are compared
+        for name, p in pm.named_parameters():
+            if "lora_B" in name: p.copy_(0.01 * torch.randn(p.shape, generator=g).to(p))
+    params = [p for p in pm.parameters() if p.requires_grad]
+    data = load_sentiment_records().pairs("train")
+    full = CausalLMPolicy(pm, llm.tokenizer, batch_size=max(batches))
+    rows = []
+    for b in batches:
+        P, C, R = list(data.chosen_prompts[:b]), list(data.chosen[:b]), list(data.rejected[:b])
+        t0 = time.perf_counter(); cached = CachedLMPolicy(pm, llm.tokenizer, P + P, C + R, k=k); t_cache = time.perf_counter() - t0
+        with torch.no_grad(): rc, rr = full.logps(P, C) - 0.3, full.logps(P, R)  # a reference other than the policy
+        def step(loss_fn, pol):
+            loss = loss_fn(pol.logps(P, C), pol.logps(P, R), rc, rr, beta=0.1).loss
+            return loss.detach(), torch.autograd.grad(loss, params)
+        (l_full, g_full), (l_cached, g_cached) = step(aot_loss, full), step(aot_loss, cached)
+        t_dpo = _median_time(lambda: step(dpo_loss, full), reps)
+        t_aot = _median_time(lambda: step(aot_loss, full), reps)
+        t_cached = _median_time(lambda: step(aot_loss, cached), reps)
+        u, v = rc.clone(), rr.clone()
+        t_sort = _median_time(lambda: [(torch.sort(u), torch.sort(v)) for _ in range(100)], reps) / 100
+        rows.append(dict(batch=b, model="SmolLM2-135M", layers=len(cached.base[0].model.layers), trained_blocks=k,
+                         tokens=int(cached.hidden.shape[0] * cached.hidden.shape[1]), answer_tokens=int(cached.completion[:, 1:].sum()),
+                         dpo_step_s=t_dpo, aot_step_s=t_aot, aot_over_dpo=t_aot / t_dpo, sort_s=t_sort, sort_share=t_sort / t_aot,
+                         cached_step_s=t_cached, cached_speedup=t_aot / t_cached, caching_s=t_cache,
+                         loss_diff=float((l_full - l_cached).abs()),
+                         grad_diff=max(float((a - c).abs().max()) for a, c in zip(g_full, g_cached)),
+                         grad_rel_diff=max(float((a - c).abs().max() / a.abs().max().clamp_min(1e-30)) for a, c in zip(g_full, g_cached)),
+                         device=str(device), machine=platform.processor() or platform.machine(), threads=torch.get_num_threads()))
+    return rows
+
 @benchmark("aot", "lm_step",
-           what="Preference step on a 30-block Llama (width 96, last 2 blocks trained): AOT vs DPO (sort share), and "
-                "AOT from cached hidden states vs the full forward (equal losses and gradients)",
+           what="Preference step on a 30-block Llama (width 96, last 2 blocks trained), and on SmolLM2-135M with LoRA on "
+                "its last 2 blocks when the llm extra is installed: AOT vs DPO (sort share), and AOT from cached hidden "
+                "states vs the full forward (equal losses and gradients)",
            baseline="the DPO step and the full-forward AOT step on the same batch, measured in the same run")
 def bench(ctx: RunContext) -> Outcome:
     with torch_threads(1 if ctx.device.type == "cpu" else None):
         rows = bench_lm(reps=5 if ctx.tiny else 20, seed=ctx.seed, device=str(ctx.device))
-    s = "; ".join(f"b={r['batch']}: AOT/DPO step {r['aot_over_dpo']:.2f}x, sort share {100 * r['sort_share']:.2f}%, "
+        smol = [] if llm_missing() else bench_smollm2((8,) if ctx.tiny else (8, 32), reps=3 if ctx.tiny else 5,
+                                                       seed=ctx.seed, device=str(ctx.device))
+    s = "; ".join(f"{r['model']} b={r['batch']}: AOT/DPO step {r['aot_over_dpo']:.2f}x, sort share {100 * r['sort_share']:.2f}%, "
                   f"cached {r['cached_speedup']:.1f}x faster (loss diff {r['loss_diff']:.0e}, grad diff {r['grad_diff']:.0e})"
                   for r in rows)
-    return Outcome(ours=s + f" on {rows[0]['device']} ({rows[0]['machine']})", value=rows[-1]["cached_speedup"],
-                   details=dict(rows=rows), table=rows)
+    s += "".join(f"; SmolLM2-135M b={r['batch']}: AOT/DPO step {r['aot_over_dpo']:.2f}x, cached {r['cached_speedup']:.1f}x "
+                 f"faster (relative grad diff {r['grad_rel_diff']:.0e})" for r in smol)
+    cols = ("model", "batch", "dpo_step_s", "aot_step_s", "aot_over_dpo", "sort_share", "cached_step_s", "cached_speedup",
+            "loss_diff", "grad_diff", "device", "threads")
+    table = [{c: r[c] for c in cols} for r in rows + smol]
+    return Outcome(ours=s + f" on {rows[0]['device']} ({rows[0]['machine']})", value=(smol or rows)[-1]["cached_speedup"],
+                   details=dict(rows=rows, smollm2=smol), table=table)
