@@ -132,7 +132,8 @@ def log_weight(counts,  # (S, V) or (V,) count vectors m over `dist.vectors`
     with np.errstate(divide="ignore"):
         logpi = np.log(dist.pi)
     if cols is not None:
-        cols = np.asarray(cols, dtype=np.intp)
+        if np.asarray(cols).dtype == bool: raise ValueError("log_weight: cols must be indices, not a boolean mask")
+        cols = np.unique(np.asarray(cols, dtype=np.intp))  # each vector once
         rest = np.ones(M.shape[-1], bool); rest[cols] = False
         if M[..., rest].any(): raise ValueError("log_weight: a count outside `cols` is nonzero")
         M, logpi = M[..., cols], logpi[cols]

@@ -272,12 +272,20 @@ def test_solutions_and_table_are_the_recursion_rows_with_the_full_column_law():
             ref = np.array([ex._full(m) for n in sorted(ex.ncount) for m in ex.dp.enumerate(ex.targets[n])]).reshape(-1, len(dl.pi))
             got = ex.solutions()
             assert got.shape == ref.shape and (got == ref).all(), (level, t)
-            assert (ex.solutions(limit=2) == ref[:2]).all()
+            for lim in (0, 1, 2, len(ref) - 1, len(ref) + 5):  # a limit can stop inside any household count
+                part = ex.solutions(limit=max(lim, 0))
+                assert part.shape == ref[:max(lim, 0)].shape and (part == ref[:max(lim, 0)]).all()
             sizes.setdefault(level, []).append(len(got))
             if 1 < len(got) <= 5_000:
                 sols, cdf = ex.table()
                 p = np.exp(log_weight(ref, dl) - ex.info.log_z)  # every column
                 assert (sols == ref).all() and np.abs(cdf - np.cumsum(p / p.sum())).max() < 1e-13
     assert all(sum(n > 1 for n in v) >= 3 for v in sizes.values()) and max(sizes[2]) > 10_000  # small and large X_b
+    empty = ExactSampler(np.zeros(dl.dim, np.int64), dl)  # the empty block: one solution, the empty multiset
+    assert empty.solutions().shape == (1, len(dl.pi)) and not empty.solutions().any()
+    m = np.zeros((2, len(dl.pi)), np.int64); m[:, [3, 5]] = [[1, 2], [0, 1]]
+    assert np.allclose(log_weight(m, dl, cols=[5, 3, 3]), log_weight(m, dl), rtol=0, atol=1e-12)  # order and repeats ignored
     with pytest.raises(ValueError, match="outside `cols` is nonzero"):
-        log_weight(ref[:1] + 1, dl, cols=[0])
+        log_weight(m, dl, cols=[3])
+    with pytest.raises(ValueError, match="not a boolean mask"):
+        log_weight(m, dl, cols=np.arange(len(dl.pi)) < 6)
