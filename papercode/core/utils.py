@@ -261,7 +261,7 @@ def vader_words(min_abs: float = 1.0,  # keep words with |mean valence| >= min_a
                 ) -> dict:
     "{word: mean valence} for the alphabetic entries of VADER's lexicon (shipped in the vaderSentiment wheel)."
     try: import vaderSentiment
-    except ImportError as e: raise ImportError("vader_words: pip install vaderSentiment (in the lora_asymmetry and aot extras)") from e
+    except ImportError as e: raise ImportError("vader_words: pip install vaderSentiment (in the lora_compression, lora_asymmetry and aot extras)") from e
     from pathlib import Path
     out = {}
     for line in (Path(vaderSentiment.__file__).parent / "vader_lexicon.txt").read_text(encoding="utf-8").splitlines():

@@ -7,9 +7,8 @@ __all__ = ['SlotStack', 'SyntheticCollection', 'make_lora_collection', 'stack_co
            'MemoryReport', 'factored_svd', 'jd_diag', 'jd_full', 'project', 'svd_compress', 'adjusted_rand_index',
            'cluster_jd', 'cluster_jd_fixed', 'ServingPoint', 'bench_serving', 'bgmv_forward', 'jd_forward',
            'loop_forward', 'CompressedLoraModel', 'ModelServingPoint', 'bench_model_serving', 'TaskSuite',
-           'make_task_suite', 'task_accuracy', 'train_task_loras', 'ALL_LM_FAMILIES', 'LM_FAMILIES', 'POLAR_LABELS',
-           'LmScores', 'LmTask', 'LmTaskSuite', 'LmTraining', 'lm_task_scores', 'lm_tasks', 'make_lm_suite',
-           'train_lm_loras']
+           'make_task_suite', 'task_accuracy', 'train_task_loras', 'LM_FAMILIES', 'POLAR_LABELS', 'LmScores', 'LmTask',
+           'LmTaskSuite', 'LmTraining', 'lm_task_scores', 'lm_tasks', 'make_lm_suite', 'train_lm_loras']
 
 # %% ../../nbs/02_lora_compression/index.ipynb #88f19e73
 from .data import (
@@ -21,7 +20,7 @@ from .serve import ServingPoint, bench_serving, bgmv_forward, jd_forward, loop_f
 from .model import CompressedLoraModel, ModelServingPoint, bench_model_serving
 from .tasks import TaskSuite, make_task_suite, task_accuracy, train_task_loras
 from papercode.lora_compression.lm_tasks import (
-    ALL_LM_FAMILIES, LM_FAMILIES, POLAR_LABELS, LmScores, LmTask, LmTaskSuite, LmTraining, lm_task_scores, lm_tasks, make_lm_suite,
+    LM_FAMILIES, POLAR_LABELS, LmScores, LmTask, LmTaskSuite, LmTraining, lm_task_scores, lm_tasks, make_lm_suite,
     train_lm_loras)
 # what `from papercode.lora_compression import *` gives: the names above
 _all_ = [
@@ -29,5 +28,5 @@ _all_ = [
     "MemoryReport", "factored_svd", "jd_diag", "jd_full", "project", "svd_compress", "adjusted_rand_index",
     "cluster_jd", "cluster_jd_fixed", "ServingPoint", "bench_serving", "bgmv_forward", "jd_forward",
     "loop_forward", "CompressedLoraModel", "ModelServingPoint", "bench_model_serving", "TaskSuite", "make_task_suite", "task_accuracy", "train_task_loras",
-    "ALL_LM_FAMILIES", "LM_FAMILIES", "POLAR_LABELS", "LmScores", "LmTask", "LmTaskSuite", "LmTraining", "lm_task_scores", "lm_tasks",
+    "LM_FAMILIES", "POLAR_LABELS", "LmScores", "LmTask", "LmTaskSuite", "LmTraining", "lm_task_scores", "lm_tasks",
     "make_lm_suite", "train_lm_loras"]

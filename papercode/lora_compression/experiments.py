@@ -308,7 +308,7 @@ LM_SIZES = dict(
     tiny=dict(per_family=2, n_train=48, n_test=16, top_layers=2, steps=150, ranks=(2, 4, 8, 16), ks=(1, 2), svd=(2, 4)),
     paper=dict(per_family=16, n_train=128, n_test=32, top_layers=4, steps=400, ranks=(4, 8, 16, 32, 64), ks=(1, 4, 8),
                svd=(1, 2, 4)),
-)  # per_family × 4 families of tasks; LoRA rank 8, α 16, lr 5e-3, 4 sequences per task and step
+)  # per_family × 5 families of tasks; LoRA rank 8, α 16, lr 5e-3, 4 sequences per task and step
 
 def lm_performance_vs_error(sizes: dict,  # one of `LM_SIZES`
                             seed: int = 0,  # seed of the inputs, the training and the clusterings

@@ -74,9 +74,9 @@ def test_polar_lexicon_family_through_the_scoring_path():
     "The lexicon family (VADER polarity in label pair k) goes through suite building, scoring and serving like the others."
     require(transformers is not None, 'transformers is not installed (pip install -e ".[lora_compression]")')
     import importlib.util
-    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_asymmetry]")')
-    from papercode.lora_compression.lm_tasks import ALL_LM_FAMILIES, POLAR_LABELS, _polar_lexicon
-    assert "polar" in ALL_LM_FAMILIES and len(lm_tasks(16, families=("polar",))) == len(POLAR_LABELS) == 16
+    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_compression]")')
+    from papercode.lora_compression.lm_tasks import LM_FAMILIES, POLAR_LABELS, _polar_lexicon
+    assert "polar" in LM_FAMILIES and len(lm_tasks(16, families=("polar",))) == len(POLAR_LABELS) == 16
     cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=80, num_hidden_layers=4,
                                    num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=64)
     torch.manual_seed(4)
@@ -103,7 +103,7 @@ def test_scores_equal_served_model_smollm2():
 def test_polar_examples_encode_with_smollm2():
     "Every label pair of the lexicon family, on 200 words: the prompt is a token prefix of the example (encode_examples' requirement)."
     import importlib.util
-    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_asymmetry]")')
+    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_compression]")')
     import random
     from papercode.core.models.llm import load_llm
     from papercode.lora_compression.lm_tasks import encode_examples
