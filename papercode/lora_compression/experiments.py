@@ -353,7 +353,8 @@ def lm_performance_vs_error(sizes: dict,  # one of `LM_SIZES`
             tol="rule holds if ≥ 95 % of (adapter, setting) points with error < 0.6 keep ≥ 99 % of their token accuracy")
 def exp_perf_lm(ctx: RunContext) -> Outcome:
     from papercode.core.models.llm import llm_missing
-    why = llm_missing() or (None if installed("transformers") else "missing transformers")
+    why = llm_missing() or (None if installed("transformers", "vaderSentiment") else
+                            'missing transformers or vaderSentiment (pip install -e ".[lora_compression]")')
     if why: return Outcome(ours=f"skipped: {why}", passed=None)
     res = lm_performance_vs_error(LM_SIZES["tiny" if ctx.tiny else "paper"], ctx.seed, progress=not ctx.tiny)
     below = [kk for e, kk in res["points"] if e < 0.6]

@@ -94,6 +94,8 @@ def test_polar_lexicon_family_through_the_scoring_path():
 
 @pytest.mark.skipif(llm_missing() is not None, reason=f"SmolLM2 not installed: {llm_missing()}")
 def test_scores_equal_served_model_smollm2():
+    import importlib.util
+    require(importlib.util.find_spec("vaderSentiment") is not None, 'vaderSentiment is not installed (pip install -e ".[lora_compression]")')  # lm_tasks(1) includes the lexicon family
     from papercode.core.models.llm import load_llm
     llm = load_llm()
     _check_against_served(llm.model, llm.tokenizer, lm_tasks(1), top_layers=2, r=8, rank=8, k=1)
