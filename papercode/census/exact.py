@@ -193,6 +193,7 @@ class MultisetDP:
     def __init__(self, A: np.ndarray,  # (n, d) non-negative integer vectors, no zero row
                  logw: np.ndarray,  # (n,) log π of each vector
                  max_states: int | None = None,  # raise DPTooLarge beyond this many memoised states
+                 prune: bool = True,  # drop residuals outside the ratio bounds of the vectors left (same results, fewer states)
                  ):
         self.max_states = max_states
         self.A = [tuple(int(v) for v in row) for row in np.asarray(A)]
@@ -206,6 +207,7 @@ class MultisetDP:
         for i in range(len(self.A) - 1, -1, -1):
             seen |= set(self.nz[i])
             self.dead[i] = tuple(j for j in range(d) if j not in seen)
+        self.ratios = _ratio_bounds(np.asarray(A, np.int64).reshape(len(self.A), d)) if prune and self.A else None
 
     def solve(self, i: int, r: tuple) -> tuple:
         "(number of solutions, log Σ weights) for vectors i.. summing to r."
@@ -214,6 +216,9 @@ class MultisetDP:
         if hit is not None: return hit
         if any(r[j] for j in self.dead[i]):  # a coordinate nothing left can fill: no solution (not memoised)
             return (0, -math.inf)
+        if self.ratios is not None:
+            for j, k, lo in self.ratios[i]:  # r_j >= lo r_k holds for every vector left, hence for any sum of them
+                if r[j] < lo * r[k]: return (0, -math.inf)  # not memoised either
         if i == len(self.A):
             out = (1, 0.0)
         else:
@@ -243,6 +248,9 @@ class MultisetDP:
         R, A, total = _unique_rows(R.astype(dt)), np.array(self.A, dt).reshape(n, d), 0
         for i in range(n + 1):
             R = R[~R[:, list(self.dead[i])].any(1)] if self.dead[i] else R  # dead residuals are not memoised
+            if self.ratios is not None and self.ratios[i] and len(R):  # nor those outside the ratio bounds
+                j, k, lo = (np.array(v) for v in zip(*self.ratios[i]))
+                R = R[(R[:, j] >= lo * R[:, k]).all(1)]
             total += len(R)
             if i == n or (cap is not None and total > cap) or not len(R): break
             nz = list(self.nz[i])
@@ -322,6 +330,20 @@ class MultisetDP:
             R -= out[:, i:i + 1] * A[i]
         return out
 
+def _ratio_bounds(A: np.ndarray,  # (n, d) the vectors in the DP's order
+                  ) -> list:  # per layer i: tuples (j, k, lo) with a_j >= lo a_k for every vector i..
+    "Necessary conditions on a residual at layer i: r_j >= lo_jk r_k with lo_jk = min over vectors i.. with a_k > 0 of a_j / a_k (kept where > 0)."
+    n, d = A.shape
+    F = A.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        Q = np.where(F[:, None, :] > 0, F[:, :, None] / F[:, None, :], np.inf)  # Q[t, j, k] = a_tj / a_tk
+    Q = np.minimum.accumulate(Q[::-1], axis=0)[::-1]  # min over the vectors t >= i
+    Q[:, np.arange(d), np.arange(d)] = 0.0
+    i, j, k = np.nonzero((Q > 0) & (Q < np.inf))  # k dead at i: inf; j dead: 0 (the dead test covers both)
+    bounds = list(zip(j.tolist(), k.tolist(), (Q[i, j, k] * (1 - 1e-12)).tolist()))  # a hair below: residuals on the bound stay
+    cuts = np.searchsorted(i, np.arange(n + 1)).tolist()
+    return [tuple(bounds[cuts[t]:cuts[t + 1]]) for t in range(n)] + [()]
+
 def _lse(terms):
     if not terms: return -math.inf
     mx = max(terms)
@@ -352,6 +374,7 @@ class ExactSampler:
     def __init__(self, c,  # (d,) target c_b
                  dist: HouseholdDist,  # π
                  max_states: int | None = None,  # raise DPTooLarge beyond this many DP states
+                 prune: bool = True,  # the DP drops residuals outside the ratio bounds of the vectors left (same law, fewer states)
                  ):
         t0 = time.perf_counter()
         self.c, self.dist = check_target(c, dist), dist
@@ -366,11 +389,11 @@ class ExactSampler:
         elif len(A) == 0:
             self.ns, self.dp, self.ncount, self.targets = [], None, {}, {}
         elif self.fixed is not None:
-            self.dp = MultisetDP(A[:, keep], logpi, max_states)
+            self.dp = MultisetDP(A[:, keep], logpi, max_states, prune)
             r = tuple(int(v) for v in self.c[keep])
             self.targets = {self.fixed: r}
         else:
-            self.dp = MultisetDP(np.hstack([A[:, keep], np.ones((len(A), 1), np.int64)]), logpi, max_states)
+            self.dp = MultisetDP(np.hstack([A[:, keep], np.ones((len(A), 1), np.int64)]), logpi, max_states, prune)
             base = [int(v) for v in self.c[keep]]
             self.targets = {n: tuple(base + [n]) for n in range(1, max_count(A, self.c) + 1)}
         old = sys.getrecursionlimit()

@@ -61,7 +61,7 @@ class CensusConfig:
         return cls(draws=2000, chain_steps=100, simple_steps=150, cpsat_graphs=((4, 4), (6, 4), (4, 5)),
                    x3c_instances=40, n_blocks=200, max_households=8, n_pums=20_000, pool=1000, baseline_seeds=5,
                    bench_draws=1000, bench_state=(60, 8), bench_blocks=6, bench_time_limit=60.0, max_states=50_000,
-                   fallback="cpsat", fallback_steps=1000, time_limit=2.0, pipe_blocks=60, pipe_states=2000)
+                   fallback="cpsat", fallback_steps=1000, time_limit=2.0, pipe_blocks=60, pipe_states=300)
 
     @classmethod
     def paper(cls) -> "CensusConfig":

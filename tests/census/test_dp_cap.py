@@ -65,3 +65,34 @@ def test_a_block_over_the_cap_is_refused_by_the_count_not_the_recursion(blocks, 
         ExactSampler(c, dl, max_states=20_000)
     assert seen and seen[0] <= 10_001  # the recursion stopped at the probe; the numpy count refused the block
     assert ExactSampler(c, dl, max_states=total).info.dp_states == total  # and the same block fits a cap of its size
+
+
+def test_ratio_bounds_hold_for_every_vector_left_and_are_attained():
+    from papercode.census.exact import MultisetDP
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        A = rng.integers(0, 4, size=(12, 5)); A = A[A.any(1)]
+        dp = MultisetDP(A, np.zeros(len(A)))
+        for i, cons in enumerate(dp.ratios[:-1]):
+            S = A[i:]
+            for j, k, lo in cons:
+                assert j != k and j not in dp.dead[i] and k not in dp.dead[i]
+                assert (S[:, j] >= lo * S[:, k]).all()  # valid for every vector left, so for any sum of them
+                m = S[:, k] > 0
+                assert abs((S[m, j] / S[m, k]).min() - lo) < 1e-9  # and the tightest such bound
+        assert MultisetDP(A, np.zeros(len(A)), prune=False).ratios is None
+
+
+def test_pruning_changes_the_states_not_the_results(blocks):
+    pruned = unpruned = 0
+    for c, dl, ex in blocks[::3]:
+        if ex.dp is None or not ex.dp.A: continue
+        plain = ExactSampler(c, dl, prune=False)
+        assert plain.ncount == ex.ncount  # counts and log-partition values, bit for bit
+        assert len(ex.dp.memo) <= len(plain.dp.memo)
+        pruned += len(ex.dp.memo); unpruned += len(plain.dp.memo)
+        if ex.info.n_solutions <= 200: assert (plain.solutions() == ex.solutions()).all()
+        a = ex.sample(50, np.random.default_rng(3), method="forward")
+        b = plain.sample(50, np.random.default_rng(3), method="forward")
+        assert (a == b).all()  # the same draws for the same seed
+    assert pruned < 0.5 * unpruned, (pruned, unpruned)
