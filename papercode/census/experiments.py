@@ -26,9 +26,10 @@ from .synthesize import (key_distribution, mixed_race_share, one_person_share, r
 from .tables import RACES, encode_block, encode_household
 
 # %% auto #0
-__all__ = ['TOY', 'SIZE_CLASSES', 'CensusConfig', 'claim_exact', 'exp_exact', 'x3c_instance', 'has_exact_cover', 'claim_hardness',
-           'exp_hardness', 'claim_chains', 'chain_lab_figure', 'exp_chains', 'claim_closeness', 'exp_closeness',
-           'block_explorer_data', 'block_explorer_figure', 'bench_sampling', 'bench', 'bench_pipeline', 'bench_pipe']
+__all__ = ['TOY', 'SIZE_CLASSES', 'BENCH_REPEATS', 'BENCH_FAST_S', 'CensusConfig', 'claim_exact', 'exp_exact', 'x3c_instance',
+           'has_exact_cover', 'claim_hardness', 'exp_hardness', 'claim_chains', 'chain_lab_figure', 'exp_chains',
+           'claim_closeness', 'exp_closeness', 'block_explorer_data', 'block_explorer_figure', 'bench_sampling',
+           'bench', 'bench_pipeline', 'bench_pipe']
 
 # %% ../../nbs/08_census/90_experiments.ipynb #c1ee151e
 @dataclass(frozen=True)
@@ -424,6 +425,16 @@ def block_explorer_figure(data: list):
 
 # %% ../../nbs/08_census/90_experiments.ipynb #81717df3
 SIZE_CLASSES = ((2, 100), (101, 10_000), (10_001, None))  # |X_b| classes the benchmark summarises
+BENCH_REPEATS, BENCH_FAST_S = 5, 1.0  # blocks where both methods finish within BENCH_FAST_S are timed BENCH_REPEATS times (median)
+
+def _time_block(c, dist, cfg: CensusConfig, rng) -> tuple:
+    "One timing of each method on one block: (ExactSampler, CP-SAT solutions, (DP law, DP law + draws, CP-SAT law, CP-SAT law + draws) in seconds)."
+    t0 = time.perf_counter(); ex = ExactSampler(c, dist); t_law = time.perf_counter() - t0
+    ex.sample(cfg.bench_draws, rng); t_dp = time.perf_counter() - t0
+    t0 = time.perf_counter(); sol = solve_block(c, dist, method="cpsat", limit=10 ** 6, time_limit=cfg.bench_time_limit)
+    t_cl = time.perf_counter() - t0
+    if len(sol.counts): sol.counts[rng.choice(len(sol.counts), size=cfg.bench_draws, p=sol.prob)]
+    return ex, sol, (t_law, t_dp, t_cl, time.perf_counter() - t0)
 
 def bench_sampling(cfg: CensusConfig, seed: int = 0) -> dict:
     "DP vs CP-SAT exact sampling on three multigraphs and `bench_blocks` random synthetic blocks with more than one solution."
@@ -444,19 +455,19 @@ def bench_sampling(cfg: CensusConfig, seed: int = 0) -> dict:
     ExactSampler(c0, d0).sample(10, np.random.default_rng(0)); solve_block(c0, d0, method="cpsat", limit=10)
     ex = sol = None
     for name, (c, dist) in blocks.items():
-        ex = sol = None; gc.collect()  # free the previous block's DP memo (millions of entries) before, not inside, the timing
-        t0 = time.perf_counter(); ex = ExactSampler(c, dist); t_law = time.perf_counter() - t0
-        ex.sample(cfg.bench_draws, rng); t_dp = time.perf_counter() - t0
-        t0 = time.perf_counter(); sol = solve_block(c, dist, method="cpsat", limit=10 ** 6, time_limit=cfg.bench_time_limit)
-        t_cl = time.perf_counter() - t0
-        if len(sol.counts): sol.counts[rng.choice(len(sol.counts), size=cfg.bench_draws, p=sol.prob)]
-        t_cp = time.perf_counter() - t0
+        times = []
+        while True:
+            ex = sol = None; gc.collect()  # free the previous run's DP memo (millions of entries) before, not inside, the timing
+            ex, sol, t = _time_block(c, dist, cfg, rng)
+            times.append(t)
+            if len(times) >= BENCH_REPEATS or t[1] + t[3] > BENCH_FAST_S: break  # a single run carries millisecond spikes
+        t_law, t_dp, t_cl, t_cp = (float(v) for v in np.median(np.array(times), axis=0))
         done = sol.complete and sol.n_solutions == ex.info.n_solutions  # CP-SAT enumerated X_b within its time limit
         p_dp = np.exp(log_weight(sol.counts, dist) - ex.info.log_z)
         rows.append(dict(block=name, solutions=ex.info.n_solutions, dp_law_s=round(t_law, 4), cpsat_law_s=round(t_cl, 4),
                          law_ratio=round(t_cl / t_law, 2), dp_s=round(t_dp, 4), cpsat_s=round(t_cp, 4),
                          ratio=round(t_cp / t_dp, 2), law_tvd=float(0.5 * np.abs(p_dp - sol.prob).sum()) if done else float("nan"),
-                         complete=done))
+                         complete=done, repeats=len(times)))
     both = [r for r in rows if r["complete"]]  # the ratios where both finish; the others are lower bounds
     med = lambda xs: float(np.median(xs)) if xs else float("nan")
     by_size = []

@@ -8,6 +8,7 @@ import pytest
 
 from papercode.core.testing import assert_close, require
 from papercode.census.exact import ExactSampler, brute_force, log_weight, multigraph_instance, vector_distribution
+from papercode.census import experiments
 from papercode.census.experiments import CensusConfig, bench_pipeline, bench_sampling, block_explorer_data, block_explorer_figure
 from papercode.census.solvers import solve_block
 
@@ -93,12 +94,20 @@ def test_sampling_benchmark_compares_only_where_both_finish():
     assert r["max_law_tvd"] < 1e-12  # the same law
     assert sum(s["blocks"] for s in r["by_size"]) == len(r["rows"])
     assert r["median_ratio"] == float(np.median([x["ratio"] for x in r["rows"]]))
+    assert all(x["repeats"] == experiments.BENCH_REPEATS for x in r["rows"])  # fast blocks: the median of repeated timings
     # a time limit CP-SAT cannot meet on the largest multigraph (2021 solutions): that row leaves the comparison
     cut = bench_sampling(replace(cfg, bench_time_limit=0.005), seed=2)
     late = [x for x in cut["rows"] if not x["complete"]]
     assert any(x["block"] == "multigraphs c=4, d=5" for x in late)
     assert all(np.isnan(x["law_tvd"]) for x in late) and len(cut["unfinished"]) == len(late)
     assert sum(s["blocks"] for s in cut["by_size"]) == len(cut["rows"]) - len(late)
+
+
+def test_sampling_benchmark_times_slow_blocks_once(monkeypatch):
+    require(ORTOOLS, "ortools is needed (pip install -e '.[census]')")
+    monkeypatch.setattr(experiments, "BENCH_FAST_S", 0.0)  # every block counts as slow
+    cfg = replace(CensusConfig.tiny(), bench_state=(30, 6), bench_blocks=2, n_pums=5000, bench_draws=50)
+    assert all(x["repeats"] == 1 for x in bench_sampling(cfg, seed=2)["rows"])
 
 
 def test_most_probable_ranks_by_exact_probability():
