@@ -25,10 +25,10 @@ from .adapters import asymmetric_lora, save_adapter
 from .finetune import CATEGORIES, MiniLMClassifier, digits_task, finetune, load_minilm, pretrain_digits, probe_head, text_task
 
 # %% auto #0
-__all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure', 'exp_linear',
-           'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'rank_sweep', 'rank_figure',
-           'claim_text', 'claim_ood', 'exp_ood', 'claim_similarity', 'exp_similarity', 'similarity_figure',
-           'claim_bound', 'exp_bound', 'bound_figure', 'bench_modes', 'bench']
+__all__ = ['FT_CONFIGS', 'TEXT_CONFIGS', 'BENCH_DROPOUTS', 'AsymConfig', 't_interval', 'claim_linear', 'asymmetry_figure',
+           'exp_linear', 'compare_modes', 'claim_finetune', 'exp_finetune_labels', 'exp_finetune_pixels', 'rank_sweep',
+           'rank_figure', 'claim_text', 'claim_ood', 'exp_ood', 'claim_similarity', 'exp_similarity',
+           'similarity_figure', 'claim_bound', 'exp_bound', 'bound_figure', 'bench_modes', 'bench']
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #3b35674f
 @dataclass(frozen=True)
@@ -391,17 +391,23 @@ def _saved_bytes(fn, params):
         out = fn()
     return out, total[0]
 
-def bench_modes(cfg: AsymConfig, seed: int = 0, device: str | torch.device = "cpu") -> dict:
+BENCH_DROPOUTS = (0.0, 0.05)  # adapter dropout: none (our default) and the official code's lora_dropout
+
+def bench_modes(cfg: AsymConfig, seed: int = 0, device: str | torch.device = "cpu",
+                dropouts: tuple = BENCH_DROPOUTS,  # PEFT lora_dropout values, each measured for both modes
+                ) -> dict:
+    "Per adapter dropout p: one training step of LoRA (AB) and of B-only, same model, batch and target; `ratios[p]` is B-only / LoRA."
+    if not dropouts or any(not 0 <= p < 1 for p in dropouts): raise ValueError(f"dropouts: give values in [0, 1), got {dropouts!r}")
     dev = torch.device(device)
     g = torch.Generator().manual_seed(seed + 601)
     ids = torch.randint(1000, 20000, (cfg.bench_batch, cfg.bench_seq), generator=g).to(dev)
+    target = torch.randn(cfg.bench_batch, load_minilm()[1].config.hidden_size, generator=g).to(dev)
     rows = {}
-    for train in ("AB", "B"):
+    for p_drop, train in itertools.product(dropouts, ("AB", "B")):
         torch.manual_seed(seed)
         model = load_minilm()[1].train().to(dev)
         for p in model.parameters(): p.requires_grad_(False)
-        asym = asymmetric_lora(model, target_modules=["query", "key", "value"], r=8, train=train, seed=seed)
-        target = torch.randn(cfg.bench_batch, model.config.hidden_size, generator=g).to(dev)
+        asym = asymmetric_lora(model, target_modules=["query", "key", "value"], r=8, train=train, seed=seed, dropout=p_drop)
         opt = asym.optimizer(lr=1e-4)
         params = list(asym.model.parameters())
         times, saved = [], 0
@@ -417,11 +423,12 @@ def bench_modes(cfg: AsymConfig, seed: int = 0, device: str | torch.device = "cp
         with tempfile.TemporaryDirectory() as tmp:
             p = save_adapter(asym, Path(tmp) / "a", store_A="seed" if train == "B" else "full")
             fsize = sum(f.stat().st_size for f in p.iterdir())
-        rows[train] = dict(mode="B-only" if train == "B" else "LoRA (AB)", trainable=asym.spec.trainable,
-                           step_ms=1000 * float(np.median(times)), saved_MB=saved / 2 ** 20, optimizer_state_MB=state / 2 ** 20,
-                           adapter_file_kB=fsize / 1024, loss=loss.item())
-    ratios = {k: rows["B"][k] / rows["AB"][k] for k in ("trainable", "step_ms", "saved_MB", "optimizer_state_MB", "adapter_file_kB")}
-    return dict(rows=[rows["AB"], rows["B"]], ratios=ratios,
+        rows[p_drop, train] = dict(mode="B-only" if train == "B" else "LoRA (AB)", dropout=p_drop, trainable=asym.spec.trainable,
+                                   step_ms=1000 * float(np.median(times)), saved_MB=saved / 2 ** 20, optimizer_state_MB=state / 2 ** 20,
+                                   adapter_file_kB=fsize / 1024, loss=loss.item())
+    keys = ("trainable", "step_ms", "saved_MB", "optimizer_state_MB", "adapter_file_kB")
+    ratios = {p: {k: rows[p, "B"][k] / rows[p, "AB"][k] for k in keys} for p in dropouts}
+    return dict(rows=list(rows.values()), ratios=ratios, dropouts=tuple(dropouts), seed=seed,
                 machine=f"{platform.processor() or platform.machine()}, {platform.system()}, {torch.get_num_threads()} thread(s), "
                         f"device {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
 
@@ -435,7 +442,9 @@ def bench(ctx: RunContext) -> Outcome:
     cfg = AsymConfig.from_ctx(ctx)
     r = bench_modes(cfg, ctx.seed, ctx.device)
     q = r["ratios"]
-    return Outcome(ours=f"B-only / LoRA on {cfg.bench_batch} × {cfg.bench_seq} tokens ({r['machine']}): step time {q['step_ms']:.2f}×, "
-                        f"saved activations {q['saved_MB']:.2f}×, optimizer state {q['optimizer_state_MB']:.2f}×, "
-                        f"adapter file {q['adapter_file_kB']:.2f}× (store_A='seed'), trained numbers {q['trainable']:.2f}×",
-                   value=q["step_ms"], details=r, table=r["rows"])
+    per = "; ".join(f"adapter dropout {p:g}: step time {q[p]['step_ms']:.2f}×, saved activations {q[p]['saved_MB']:.2f}×" for p in r["dropouts"])
+    q0 = q[r["dropouts"][0]]
+    return Outcome(ours=f"B-only / LoRA on {cfg.bench_batch} × {cfg.bench_seq} tokens ({r['machine']}): {per}; "
+                        f"optimizer state {q0['optimizer_state_MB']:.2f}×, adapter file {q0['adapter_file_kB']:.2f}× (store_A='seed'), "
+                        f"trained numbers {q0['trainable']:.2f}×",
+                   value=q0["step_ms"], details=r, table=r["rows"])
