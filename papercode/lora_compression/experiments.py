@@ -454,7 +454,7 @@ GPU_SERVING = dict(config=dict(vocab_size=1024, hidden_size=4096, intermediate_s
 SMOL_SERVING = dict(config=dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                                 num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
                                 tie_word_embeddings=True),
-                    ns=(1, 16, 64, 256), batch=32, prompt_len=32, new_tokens=4, repeats=2, dtype=torch.float32)
+                    ns=(1, 16, 64, 256, 1024), batch=32, prompt_len=32, new_tokens=4, repeats=2, dtype=torch.float32)
 
 def model_serving(device: str | torch.device = "cpu",  # "cuda" runs GPU_SERVING, anything else TINY_SERVING
                   seed: int = 0,  # seed of the weights, adapters and request mixes

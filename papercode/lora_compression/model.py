@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import torch
 
+from ..core.models.llm import _cache_kw  # the key-value cache's keyword: transformers 4 past_key_values, 5 cache
 from .compress import JDCompressed
 from .serve import jd_apply, segment_plan
 
@@ -181,9 +183,8 @@ def _phase_once(fwd, prompt, step_tok, new_tokens, dev):
     _sync(dev); t0 = time.perf_counter()
     o = fwd(prompt, use_cache=True, logits_to_keep=1)
     _sync(dev); t1 = time.perf_counter()
-    cache = o.past_key_values
     for _ in range(new_tokens):
-        o = fwd(step_tok, past_key_values=cache, use_cache=True); cache = o.past_key_values
+        o = fwd(step_tok, **dict([_cache_kw(o)]), use_cache=True)
     _sync(dev)
     return t1 - t0, time.perf_counter() - t1
 
@@ -195,9 +196,8 @@ def _swap_once(pm, groups, load, prompt, step_tok, new_tokens, dev):
         load(a)
         o = pm(prompt[idx], use_cache=True, logits_to_keep=1)
         _sync(dev); t1 = time.perf_counter()
-        cache = o.past_key_values
         for _ in range(new_tokens):
-            o = pm(step_tok[idx], past_key_values=cache, use_cache=True); cache = o.past_key_values
+            o = pm(step_tok[idx], **dict([_cache_kw(o)]), use_cache=True)
         _sync(dev)
         tp += t1 - t0; td += time.perf_counter() - t1
     return tp, td
@@ -251,7 +251,9 @@ def bench_model_serving(config: Mapping,  # `transformers.LlamaConfig` arguments
     lcfg = lambda: peft.LoraConfig(r=r0, lora_alpha=r0, target_modules=list(targets))
     pm = None
     if "peft_mixed" in policies or "swap" in policies:  # PEFT on its own copy of the base model
-        pm = peft.PeftModel(copy.deepcopy(model), lcfg(), adapter_name="swap").eval()
+        with warnings.catch_warnings():  # transformers 5 deprecates a name PEFT still calls (is_gradient_checkpointing)
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing.*")
+            pm = peft.PeftModel(copy.deepcopy(model), lcfg(), adapter_name="swap").eval()
     loaded, out, V_ = set(), [], model.config.vocab_size
     for n in ns:
         k = min(n, clusters(n))

@@ -263,3 +263,16 @@ def test_triton_backend_in_model_gpu():
     res = _run_script("cuda", {})
     assert not res["interpreted"]
     _check_triton(res, 2e-3)  # tl.dot may use TF32 (10-bit mantissa) for float32 inputs on the GPU
+
+
+def test_serving_benchmark_passes_the_cache_under_its_current_name():
+    # transformers 5 renamed the forward's `past_key_values` to `cache` (the old name warns, removal announced for
+    # 5.40); the benchmark's decode loops take the name from the model's own output
+    import warnings
+    from papercode.lora_compression.model import bench_model_serving
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*")
+        pts = bench_model_serving(dict(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=1), ns=(2,), batch=4, prompt_len=4,
+                                  new_tokens=2, mixes=(("uniform", 0.0),), repeats=1)
+    assert {p.phase for p in pts} == {"prefill", "decode"} and all(p.tokens_per_s > 0 for p in pts)
