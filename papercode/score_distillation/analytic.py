@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..core.utils import check_tensor
-from .diffusion import Schedule, check_model_input, guided_eps
+from .diffusion import CallCounter, Schedule, check_model_input, guided_eps
 
 # %% auto #0
 __all__ = ['GaussianModel', 'GMMModel', 'ring_gmm', 'KappaRoot', 'eq8_error', 'fixed_point_kappa', 'kappa_star',
@@ -35,8 +35,9 @@ class GaussianModel:
         if bool((self.lam <= 0).any()): raise ValueError("lam: variances must be > 0")
         self.schedule, self.dim = schedule, self.mu.shape[0]
 
-    def _a(self, t, x):
-        a = self.schedule.alpha(t).to(x)
+    def _a(self, t, x, who=None):
+        # who=None: the ε call, which the DDIM step and the official inversion also make below timestep 0
+        a = (self.schedule._alpha(t, "GaussianModel") if who is None else self.schedule.alpha(t, who)).to(x)
         return a[:, None] if a.ndim == 1 else a
 
     def __call__(self, x: Tensor,  # (B, D)
@@ -48,17 +49,17 @@ class GaussianModel:
 
     def posterior_mean(self, x: Tensor, t) -> Tensor:
         "E[x₀ | x(t) = x]."
-        a, mu, lam = self._a(t, x), self.mu.to(x), self.lam.to(x)
+        a, mu, lam = self._a(t, x, "GaussianModel.posterior_mean"), self.mu.to(x), self.lam.to(x)
         return mu + a.sqrt() * lam * (x - a.sqrt() * mu) / (a * lam + 1 - a)
 
     def kappa_exact(self, x0: Tensor, t) -> Tensor:
         "κ*(x₀, t), the root of eq. (8)."
-        a = self._a(t, x0)
+        a = self._a(t, x0, "GaussianModel.kappa_exact")
         return ((1 - a) / a).sqrt() * (x0 - self.mu.to(x0)) / self.lam.to(x0)
 
     def kappa_inversion(self, x0: Tensor, t) -> Tensor:
         "κ found by continuous-time DDIM inversion of a clean x₀ to t (closed form)."
-        a, lam = self._a(t, x0), self.lam.to(x0)
+        a, lam = self._a(t, x0, "GaussianModel.kappa_inversion"), self.lam.to(x0)
         v = a * lam + 1 - a
         return ((v / lam).sqrt() - a.sqrt()) * (x0 - self.mu.to(x0)) / (1 - a).sqrt()
 
@@ -93,8 +94,8 @@ class GMMModel:
             mask[i] = False; mask[i, c] = True
         self.mask = mask  # row n_classes (null) = all components
 
-    def _logits(self, x, t, cond):
-        a = self.schedule.alpha(t).to(x)
+    def _logits(self, x, t, cond, a=None):
+        a = (self.schedule._alpha(t, "GMMModel") if a is None else a).to(x)
         a = a[:, None] if a.ndim == 1 else a.expand(x.shape[0])[:, None]
         m = a.sqrt()[:, :, None] * self.means.to(x)[None]  # (B, K, D)
         v = a * self.std.to(x)[None] ** 2 + 1 - a  # (B, K)
@@ -111,15 +112,28 @@ class GMMModel:
         r = torch.softmax(logits, 1)
         return (1 - a).sqrt() * (r[:, :, None] * (x[:, None, :] - m) / v[:, :, None]).sum(1)
 
-    def log_prob(self, x: Tensor, t, cond=None) -> Tensor:
-        "log p_t(x) of the noisy marginal (or of the data at t with ᾱ = 1 when t is None)."
-        return torch.logsumexp(self._logits(x, t, cond)[0], 1)
+    def log_prob(self, x: Tensor,  # (B, D)
+                 t,  # integer timestep(s), or None: the data (ᾱ = 1)
+                 cond=None,  # (B,) labels; n_classes or None = all components
+                 ) -> Tensor:
+        "log p_t(x | y) of the noisy marginal, the class's weights renormalised (the data's log-density when t is None)."
+        a = torch.ones((), dtype=torch.float64) if t is None else self.schedule.alpha(t, "GMMModel.log_prob")
+        lw = self.weights.to(x).log()
+        lw = torch.where(self.mask.to(x.device)[self.n_classes if cond is None else cond], lw, -math.inf)
+        return (torch.logsumexp(self._logits(x, t, cond, a)[0], 1) - torch.logsumexp(lw, -1)
+                - 0.5 * self.dim * math.log(2 * math.pi))
 
     def sample(self, n: int,  # number of draws
-               cond: int | None = None,  # draw from this class (None = the whole mixture)
+               cond: int | None = None,  # draw from this class (None or the null label n_classes = the whole mixture)
                generator: torch.Generator | None = None,
                ) -> tuple[Tensor, Tensor]:
         "(x, component) for n draws (float64)."
+        if cond is not None:
+            ok = ((isinstance(cond, (int, np.integer)) and not isinstance(cond, bool))
+                  or (isinstance(cond, Tensor) and cond.ndim == 0 and not cond.is_floating_point() and cond.dtype != torch.bool))
+            if not ok or not 0 <= cond <= self.n_classes:
+                lab = f"a class label in 0 … {self.n_classes - 1} or " if self.n_classes else ""
+                raise ValueError(f"cond: expected {lab}the null label {self.n_classes} (the whole mixture, as None), got {cond!r}")
         w = self.weights.clone()
         if cond is not None: w = torch.where(self.mask[cond], w, torch.zeros_like(w)); w = w / w.sum()
         k = torch.multinomial(w, n, replacement=True, generator=generator)
@@ -142,11 +156,11 @@ class KappaRoot:
     kappa: Tensor  # (B, D)
     residual: Tensor  # (B,) max |κ − ε(√ᾱ x₀ + √(1−ᾱ) κ)| per row
     n_iter: int  # Newton iterations (0 for a closed form)
-    converged: bool  # every row below tol
+    converged: bool  # every row below tol (a closed form: below max(tol, 1e-8))
 
-def _F(model, x0, k, t, cond, gamma):
+def _F(model, x0, k, t, cond, gamma, counter=None, where=""):
     a = model.schedule.alpha(t).to(x0) if hasattr(model, "schedule") else None
-    return k - guided_eps(model, a.sqrt() * x0 + (1 - a).sqrt() * k, t, cond, gamma)
+    return k - guided_eps(model, a.sqrt() * x0 + (1 - a).sqrt() * k, t, cond, gamma, counter=counter, where=where)
 
 def eq8_error(model,  # ε-model with a `schedule`
               x0: Tensor,  # (B, D) images
@@ -157,17 +171,20 @@ def eq8_error(model,  # ε-model with a `schedule`
               ) -> Tensor:
     "Per-row error of eq. (8) in x₀ units: ‖x₀ − x̂₀(√ᾱ x₀ + √(1−ᾱ) κ)‖² (the paper's Fig. 9 measure)."
     with torch.no_grad():
-        s2 = float(model.schedule.sigma(t)) ** 2
+        s2 = float(model.schedule.sigma(t, "eq8_error")) ** 2
         return s2 * (_F(model, x0, kappa, t, cond, gamma) ** 2).sum(1)
 
 def fixed_point_kappa(model, x0: Tensor, t: int, cond=None, gamma: float = 1.0,
                       iters: int = 10,  # fixed-point iterations
+                      *, counter: CallCounter | None = None,  # counts the model evaluations
+                      where: str = "",  # appended to error messages, e.g. " at iteration 12"
                       ) -> Tensor:
     "κ after `iters` fixed-point iterations κ ← ε(√ᾱ x₀ + √(1−ᾱ) κ), started at κ = 0 (Fig. 9)."
-    a = model.schedule.alpha(t).to(x0)
+    a = model.schedule.alpha(t, "fixed_point_kappa").to(x0)
     k = torch.zeros_like(x0)
     with torch.no_grad():
-        for _ in range(iters): k = guided_eps(model, a.sqrt() * x0 + (1 - a).sqrt() * k, t, cond, gamma)
+        for _ in range(iters):
+            k = guided_eps(model, a.sqrt() * x0 + (1 - a).sqrt() * k, t, cond, gamma, counter=counter, where=where)
     return k
 
 def kappa_star(model,  # ε-model with a `schedule` (closed form if it has `kappa_exact`)
@@ -176,21 +193,25 @@ def kappa_star(model,  # ε-model with a `schedule` (closed form if it has `kapp
                *, cond=None,  # labels
                gamma: float = 1.0,  # guidance scale γ
                max_iter: int = 50,  # Newton iterations at most
-               tol: float = 1e-10,  # residual tolerance (max abs)
+               tol: float = 1e-10,  # residual tolerance (max abs); a closed form counts below max(tol, 1e-8), a float64 floor
+               counter: CallCounter | None = None,  # counts the model evaluations (not the Jacobian's backward passes)
+               where: str = "",  # appended to error messages, e.g. " at iteration 12"
                ) -> KappaRoot:
     "The root κ* of eq. (8), κ = ε(√ᾱ x₀ + √(1−ᾱ) κ): closed form when known, else damped Newton (Lukoianov et al. 2024, eq. 8)."
-    if not bool(torch.isfinite(x0).all()): raise ValueError("x0: contains NaN or inf")
+    model.schedule.timestep(t, "kappa_star")
+    if not bool(torch.isfinite(x0).all()): raise ValueError(f"x0: contains NaN or inf{where}")
     c = check_model_input(model, x0, cond, "x0")
+    kw = dict(counter=counter, where=where)
     if hasattr(model, "kappa_exact"):
         k = model.kappa_exact(x0, t)
-        with torch.no_grad(): res = _F(model, x0, k, t, c, gamma).abs().amax(1)
-        return KappaRoot(k, res, 0, bool((res < max(tol, 1e-8)).all()))
-    with torch.no_grad(): k = fixed_point_kappa(model, x0, t, c, gamma, iters=1)
+        with torch.no_grad(): res = _F(model, x0, k, t, c, gamma, **kw).abs().amax(1)
+        return KappaRoot(k, res, 0, bool((res < max(tol, 1e-8)).all()))  # the closed form is exact: only rounding is left
+    with torch.no_grad(): k = fixed_point_kappa(model, x0, t, c, gamma, iters=1, **kw)
     D, it = x0.shape[1], 0
     for it in range(1, max_iter + 1):
         kk = k.detach().requires_grad_()
         with torch.enable_grad():
-            F = _F(model, x0, kk, t, c, gamma)
+            F = _F(model, x0, kk, t, c, gamma, **kw)
             J = torch.stack([torch.autograd.grad(F[:, j].sum(), kk, retain_graph=j < D - 1)[0] for j in range(D)], 1)
         F = F.detach()
         norm = F.abs().amax(1)
@@ -200,13 +221,13 @@ def kappa_star(model,  # ε-model with a `schedule` (closed form if it has `kapp
         with torch.no_grad():
             for _ in range(30):
                 kn = k - lam * step
-                nn = _F(model, x0, kn, t, c, gamma).abs().amax(1)
+                nn = _F(model, x0, kn, t, c, gamma, **kw).abs().amax(1)
                 ok = (nn < norm) | (norm < tol)
                 k = torch.where((ok & ~done)[:, None], kn, k)
                 done |= ok
                 if bool(done.all()): break
                 lam = torch.where(done[:, None], lam, lam / 2)
-    with torch.no_grad(): res = _F(model, x0, k, t, c, gamma).abs().amax(1)
+    with torch.no_grad(): res = _F(model, x0, k, t, c, gamma, **kw).abs().amax(1)
     return KappaRoot(k.detach(), res, it, bool((res < tol).all()))
 
 # %% ../../nbs/07_score_distillation/20_analytic.ipynb #d790ef79
@@ -227,7 +248,7 @@ def sds_variance_path(eta: float,  # step size η
     "Exact variance of x₀ − μ after each SDS iteration on Gaussian data (the AR(1) recursion)."
     out, V = [], var0
     for t in timesteps:
-        a = float(schedule.alpha(int(t))); v = a * lam + 1 - a
+        a = float(schedule.alpha(t, "sds_variance_path")); v = a * lam + 1 - a
         A, Bc = 1 - eta * (1 - a) / v, eta * math.sqrt((1 - a) / a) * a * lam / v
         V = A * A * V + Bc * Bc
         out.append(V)
@@ -239,7 +260,7 @@ def ddim_gaussian_variance(lam: float,  # data variance λ
                            ) -> float:
     "Variance of DDIM's x̂₀ at the last timestep of the grid on N(μ, λ) data, from x_T ~ N(0, 1)."
     Vy = 1.0
-    ts = [int(t) for t in timesteps]
+    ts = [int(schedule.timestep(t, "ddim_gaussian_variance", "timesteps")) for t in timesteps]
     for t, tp in zip(ts[:-1], ts[1:]):
         a, ap = float(schedule.alpha(t)), float(schedule.alpha(tp))
         g = (math.sqrt(ap * a) * lam + math.sqrt((1 - ap) * (1 - a))) / (a * lam + 1 - a)

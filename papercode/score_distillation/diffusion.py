@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,20 @@ __all__ = ['Schedule', 'sd_schedule', 'cfg', 'code_scale', 'check_model_input', 
            'inversion_timesteps', 'check_inversion_args', 'ddim_invert']
 
 # %% ../../nbs/07_score_distillation/10_diffusion.ipynb #bef0a558
+def _timesteps(t, n_train: int | None, who: str, name: str = "t", below: bool = False) -> Tensor:
+    "`t` as a long tensor; refuses non-integers, t ≥ n_train and (unless `below`) t < 0."
+    tt = torch.as_tensor(t)
+    span = "" if n_train is None else (f" below {n_train}" if below else f" 0 … {n_train - 1}")
+    hint = f"{who} takes integer timesteps{span} (distill and ddim_invert take a time t in [0, 1])"
+    if isinstance(t, bool) or tt.dtype == torch.bool or tt.is_floating_point() or tt.is_complex():
+        raise ValueError(f"{name}: {hint}, got {t!r:.80}")
+    tt = tt.long()
+    if n_train is not None and tt.numel():
+        hi, lo = int(tt.max()), int(tt.min())
+        if hi >= n_train or (lo < 0 and not below):
+            raise ValueError(f"{name}: timestep {hi if hi >= n_train else lo} is outside [0, {n_train - 1}]; {hint}")
+    return tt
+
 @dataclass(frozen=True)
 class Schedule:
     "A discrete diffusion schedule: β, cumulative ᾱ and the ᾱ used below timestep 0."
@@ -28,17 +43,30 @@ class Schedule:
     @property
     def n_train(self) -> int: return int(self.betas.shape[0])
 
-    def alpha(self, t) -> Tensor:
-        "ᾱ at integer timestep(s) `t` (float64); `initial_alpha` where t < 0."
-        t = torch.as_tensor(t, dtype=torch.long)
-        if bool((t >= self.n_train).any()):
-            raise ValueError(f"t: timestep {int(t.max())} is outside [0, {self.n_train - 1}]")
+    def timestep(self, t,  # integer timestep(s): an int, or an integer array or tensor
+                 who: str = "Schedule.alpha",  # the function named in error messages
+                 name: str = "t",  # the argument named in error messages
+                 ) -> Tensor:
+        "`t` as a long tensor, after checking that it holds integer timesteps in 0 … n_train − 1."
+        return _timesteps(t, self.n_train, who, name)
+
+    def alpha(self, t,  # integer timestep(s) in 0 … n_train − 1
+              who: str = "Schedule.alpha",  # the function named in error messages
+              ) -> Tensor:
+        "ᾱ at integer timestep(s) `t` (float64)."
+        return self._at(self.timestep(t, who))
+
+    def _alpha(self, t, who: str = "the ε-model"):
+        # ᾱ also below timestep 0 (`initial_alpha`): the DDIM step, the inversions and the model calls they make
+        return self._at(_timesteps(t, self.n_train, who, below=True))
+
+    def _at(self, t):
         a = self.alphas_cumprod[t.clamp(min=0)]
         return torch.where(t < 0, torch.full_like(a, self.initial_alpha), a)
 
-    def sigma(self, t) -> Tensor:
-        "σ(t) = sqrt((1 - ᾱ)/ᾱ) at integer timestep(s) `t`."
-        a = self.alpha(t)
+    def sigma(self, t, who: str = "Schedule.sigma") -> Tensor:
+        "σ(t) = sqrt((1 - ᾱ)/ᾱ) at integer timestep(s) `t` in 0 … n_train − 1."
+        a = self.alpha(t, who)
         return ((1 - a) / a).sqrt()
 
     def to_int(self, t: float,  # time in [0, 1]
@@ -112,7 +140,7 @@ def guided_eps(model,  # ε-model
     "ε after classifier-free guidance (eq. 3), computed with one batched model call."
     c = check_model_input(model, x, cond)
     B = x.shape[0]
-    tt = torch.as_tensor(t, dtype=torch.long, device=x.device)
+    tt = _timesteps(t, None, "guided_eps", below=True).to(x.device)
     if tt.ndim == 0: tt = tt.expand(B)
     null = torch.full((B,), model.n_classes, dtype=torch.long, device=x.device)
     if c is None or gamma == 0.0:
@@ -135,7 +163,7 @@ def x0_from_eps(schedule: Schedule,  # the schedule
                 t,  # integer timestep(s)
                 ) -> Tensor:
     "Single-step denoised image x̂₀ = (x − sqrt(1−ᾱ) ε)/sqrt(ᾱ) (eq. 5 in the x scaling)."
-    a = schedule.alpha(t).to(x)
+    a = schedule.alpha(t, "x0_from_eps").to(x)
     if a.ndim == 1: a = a[:, None]
     return (x - (1 - a).sqrt() * eps) / a.sqrt()
 
@@ -157,7 +185,7 @@ def ddim_step(schedule: Schedule,  # the schedule
               x: Tensor,  # (B, D) x(t)
               ) -> tuple[Tensor, Tensor]:
     "One deterministic DDIM step (η = 0, no clipping): returns (x(t_prev), x̂₀) (Song et al. 2021, eq. 12; eq. 2)."
-    a, ap = schedule.alpha(t).to(x), schedule.alpha(t_prev).to(x)
+    a, ap = schedule.alpha(t, "ddim_step").to(x), schedule._alpha(t_prev, "ddim_step").to(x)
     x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
     return ap.sqrt() * x0 + (1 - ap).sqrt() * eps, x0
 
@@ -188,7 +216,8 @@ def ddim_sample(model,  # ε-model
         x_T = torch.randn(int(x_T), model.dim, generator=torch.Generator().manual_seed(seed), dtype=dtype or torch.float32)
     if not bool(torch.isfinite(x_T).all()): raise ValueError("x_T: contains NaN or inf")
     check_model_input(model, x_T, cond, "x_T")
-    ts = ddim_timesteps(steps, schedule.n_train) if timesteps is None else [int(v) for v in timesteps]
+    ts = (ddim_timesteps(steps, schedule.n_train) if timesteps is None
+          else [int(_timesteps(v, None, "ddim_sample", "timesteps", below=True)) for v in timesteps])
     if len(ts) == 0 or any(b >= a for a, b in zip(ts, ts[1:])) or ts[-1] < 0 or ts[0] >= schedule.n_train:
         raise ValueError(f"timesteps: need a strictly decreasing list inside [0, {schedule.n_train - 1}]")
     nxt = ts[1:] + [ts[-1] - (schedule.n_train // steps if timesteps is None else 1)]
@@ -260,6 +289,8 @@ def inversion_timesteps(t: int,  # integer timestep to invert to
                         offset: int = 1,  # diffusers' steps_offset (code variant)
                         ) -> list[int]:
     "The inversion grid: the paper's equal steps from 0 to t+δ, or threestudio's leading grid with −99 and t+δ."
+    _timesteps(t, n_train, "inversion_timesteps")
+    check_inversion_args(n_steps, 0.0, variant, n_train, delta)
     end = min(t + delta, n_train - 1)
     if variant == "code":
         ratio = n_train // n_steps
@@ -270,13 +301,23 @@ def inversion_timesteps(t: int,  # integer timestep to invert to
     m = max(1, min(end, math.ceil(n_steps * end / n_train)))
     return sorted(set(int(round(v)) for v in np.linspace(0, end, m + 1)))
 
-def check_inversion_args(n_steps, eta, variant):
-    if not isinstance(n_steps, (int, np.integer)) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"n_inv: the number of inversion steps must be an integer ≥ 1, got {n_steps!r}")
-    if not (isinstance(eta, (int, float)) and math.isfinite(eta)) or eta < 0:
-        raise ValueError(f"eta: the inversion noise scale η must be ≥ 0, got {eta!r}")
+def check_inversion_args(n_steps,  # inversion steps over the full range
+                         eta,  # noise scale η
+                         variant,  # "paper" or "code"
+                         n_train: int = 1000,  # training timesteps: the most steps
+                         delta=None,  # offset δ in timesteps (None: drawn)
+                         name: str = "n_steps",  # the caller's name for the steps argument
+                         ):
+    "Refuse inversion settings that would run silently wrong: steps outside 1 … n_train, η not a finite real ≥ 0, δ < 0."
+    if not isinstance(n_steps, (int, np.integer)) or isinstance(n_steps, bool) or not 1 <= n_steps <= n_train:
+        alias = "" if name == "n_inv" else " (n_inv)"
+        raise ValueError(f"{name}: the number of inversion steps{alias} must be an integer in 1 … {n_train}, got {n_steps!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta: the inversion noise scale η must be ≥ 0 (a finite real number), got {eta!r}")
     if variant not in ("paper", "code"):
         raise ValueError(f"variant: expected 'paper' or 'code', got {variant!r}")
+    if delta is not None and (not isinstance(delta, (int, np.integer)) or isinstance(delta, bool) or delta < 0):
+        raise ValueError(f"delta: the inversion offset δ must be an integer number of timesteps ≥ 0 (or None), got {delta!r}")
 
 def ddim_invert(model,  # ε-model (prediction_type "epsilon")
                 x0: Tensor,  # (B, D) clean images (renders) x₀
@@ -284,16 +325,17 @@ def ddim_invert(model,  # ε-model (prediction_type "epsilon")
                 schedule: Schedule,  # the schedule
                 *, n_steps: int = 10,  # inversion steps over the full range (n_inv)
                 gamma_inv: float = -7.5,  # inversion guidance scale γ_inv (paper convention)
-                eta: float = 0.3,  # per-step noise scale η (× DDPM posterior std)
+                eta: float = 0.3,  # per-step noise scale η ≥ 0 (× DDPM posterior std)
                 variant: str = "paper",  # "paper" (Alg. 2) or "code" (threestudio)
                 cond=None,  # None, int or (B,) labels
-                delta: int | None = None,  # offset δ in timesteps; None draws it (paper U[0, n/30), code U[0, n/n_steps))
+                delta: int | None = None,  # offset δ ≥ 0 in timesteps; None draws it (paper U[0, n/30), code U[0, n/n_steps))
                 seed: int = 0,  # seed of δ and of the η noise
                 generator: torch.Generator | None = None,  # CPU generator to draw from instead of `seed`
                 where: str = "",  # appended to error messages
                 ) -> Inversion:
     "DDIM inversion of x₀ to t(+δ) with guidance γ_inv and η noise; returns κ (eq. 8 via Alg. 2 / official code)."
-    check_inversion_args(n_steps, eta, variant)
+    check_inversion_args(n_steps, eta, variant, schedule.n_train, delta)
+    eta = float(eta)
     if getattr(model, "prediction_type", "epsilon") != "epsilon":
         raise ValueError(f"model: ε-only inversion needs prediction_type 'epsilon', got {model.prediction_type!r} "
                          "(a v-prediction model must be converted first)")
@@ -309,8 +351,8 @@ def ddim_invert(model,  # ε-model (prediction_type "epsilon")
     cnt, x, diverged = CallCounter(), x0, False
     with torch.no_grad():
         for k, (s, s2) in enumerate(zip(ts[:-1], ts[1:])):
-            a = (torch.ones((), dtype=torch.float64) if (variant == "paper" and k == 0) else schedule.alpha(s)).to(x0)
-            a2 = schedule.alpha(s2).to(x0)
+            a = torch.ones((), dtype=torch.float64) if (variant == "paper" and k == 0) else schedule._alpha(s, "ddim_invert")
+            a, a2 = a.to(x0), schedule._alpha(s2, "ddim_invert").to(x0)
             eps = guided_eps(model, x, max(s, 0) if variant == "paper" else s, cond, gamma_inv, counter=cnt,
                              where=f"{where} (inversion step {k})")
             x0p = (x - (1 - a).sqrt() * eps) / a.sqrt()
@@ -321,6 +363,6 @@ def ddim_invert(model,  # ε-model (prediction_type "epsilon")
             if not bool(torch.isfinite(x).all()) or float(x.abs().max()) > 1e12:
                 diverged = True
                 break
-        ae = schedule.alpha(ts[-1]).to(x0)
+        ae = schedule._alpha(ts[-1], "ddim_invert").to(x0)
         kappa = (x - ae.sqrt() * x0) / (1 - ae).sqrt()
     return Inversion(x, kappa, ti, ts[-1], ts, cnt.calls, diverged, variant, seed)

@@ -152,8 +152,13 @@ def judge_confidence(x: Tensor,  # (N, 64) images in [−1, 1]
                      ) -> np.ndarray:
     "Per-image probability of the intended digit under the judge (prompt alignment, in place of CLIP)."
     x = _imgs(x)
-    lab = np.broadcast_to(np.asarray(labels), (x.shape[0],))
-    if lab.min() < 0 or lab.max() > 9: raise ValueError(f"labels: digits must be in 0 … 9, got {lab.min()} … {lab.max()}")
+    lab = np.asarray(labels.detach().cpu() if isinstance(labels, Tensor) else labels)
+    if lab.dtype.kind not in "iu": raise ValueError(f"labels: expected integer digits 0 … 9, got {lab.dtype} values")
+    if lab.ndim > 1 or lab.size not in (1, x.shape[0]):
+        raise ValueError(f"labels: expected an int or one digit per image ({x.shape[0]}), got shape {lab.shape}")
+    lab = np.broadcast_to(lab, (x.shape[0],))
+    if lab.size and (lab.min() < 0 or lab.max() > 9):
+        raise ValueError(f"labels: digits must be in 0 … 9, got {lab.min()} … {lab.max()}")
     p = (judge or train_judge()).proba(x)
     return p[np.arange(len(lab)), lab]
 
@@ -179,7 +184,8 @@ def w2_to_data(x: Tensor,  # (N, d) samples
     if not isinstance(ref, Tensor): ref = torch.as_tensor(np.asarray(ref))
     if x.ndim != 2 or ref.ndim != 2 or x.shape[1] != ref.shape[1]:
         raise ValueError(f"x, ref: need (N, d) and (M, d) with the same d, got {tuple(x.shape)} and {tuple(ref.shape)}")
-    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(ref).all())): raise ValueError("x: contains NaN or inf")
+    for v, nm in ((x, "x"), (ref, "ref")):
+        if not bool(torch.isfinite(v).all()): raise ValueError(f"{nm}: contains NaN or inf")
     X, Y = x.detach().cpu().double().numpy(), ref.detach().cpu().double().numpy()
     M = ot.dist(X, Y)
     return float(math.sqrt(max(ot.emd2(np.full(len(X), 1 / len(X)), np.full(len(Y), 1 / len(Y)), M, numItermax=10 ** 6), 0.0)))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class DistillResult:
     frames: list  # renders (numpy) at `frame_iters`
     frame_iters: list  # iterations of the stored frames
     timesteps: list  # integer t of every step
-    model_calls: int  # CFG evaluations (inversion + update), per batch
+    model_calls: int  # CFG evaluations (κ's inversion or root finding, and the update), per batch
     seconds: float  # wall time of the loop
     diverged: bool  # stopped by divergence?
     diverged_at: int | None  # iteration where it stopped
@@ -139,22 +140,28 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
     t_max, t_min = t_range
     i_max, i_min = S.to_int(t_max, "t_range[0]"), S.to_int(t_min, "t_range[1]")
     if t_min > t_max: raise ValueError(f"t_range: t_min = {t_min} > t_max = {t_max} (time is annealed downwards)")
-    if entropy < 0: raise ValueError(f"entropy: must be ≥ 0, got {entropy}")
+    if isinstance(entropy, bool) or not isinstance(entropy, numbers.Real) or not math.isfinite(entropy) or entropy < 0:
+        raise ValueError(f"entropy: must be a finite number ≥ 0, got {entropy!r}")
     if optimizer not in ("sgd", "adam"): raise ValueError(f"optimizer: 'sgd' or 'adam', got {optimizer!r}")
     if noise == "cached" and (optimizer != "sgd" or lr != 1.0 or getattr(target, "squash", False)):
         warnings.warn("noise='cached' is DDIM only when every update lands on the target x̂₀ (optimizer='sgd', lr=1, an "
                       "ImageParam without squash); here κ is fed back off the DDIM path and can grow without bound "
                       "(see kappa_rms)", stacklevel=2)
+    if getattr(model, "prediction_type", "epsilon") != "epsilon":  # every κ choice and the update read the output as ε
+        raise ValueError(f"model: distill needs prediction_type 'epsilon' (every noise mode reads the output as ε), got "
+                         f"prediction_type {model.prediction_type!r}; a v-prediction model must be converted first")
     if noise == "sdi":
         from papercode.score_distillation.diffusion import check_inversion_args
-        check_inversion_args(n_inv, eta, variant)
-        if getattr(model, "prediction_type", "epsilon") != "epsilon":
-            raise ValueError(f"model: ε-only inversion needs prediction_type 'epsilon', got {model.prediction_type!r}")
+        check_inversion_args(n_inv, eta, variant, S.n_train, delta, name="n_inv")
     gen = torch.Generator().manual_seed(seed)
     dtype = getattr(model, "dtype", None) or next((p.dtype for p in getattr(model, "parameters", lambda: [])()), torch.float64)
     dev = next((p.device for p in getattr(model, "parameters", lambda: [])()), torch.device("cpu"))
     n, V = target.n, target.views
-    c = None if cond is None else torch.as_tensor(cond, dtype=torch.long).expand(n).repeat_interleave(V).to(dev)
+    c = None if cond is None else torch.as_tensor(cond, dtype=torch.long)
+    if c is not None and (c.ndim > 1 or c.numel() not in (1, n)):
+        raise ValueError(f"cond: expected an int or one label per particle (1 or {n} labels"
+                         + (f", each used for all {V} views" if V > 1 else "") + f"), got shape {tuple(c.shape)}")
+    if c is not None: c = c.expand(n).repeat_interleave(V).to(dev)
     cnt = CallCounter()
     # parameters
     kappa_prev = None
@@ -188,7 +195,7 @@ def distill(target,  # ImageParam or VoxelScene (the renderer g(ψ))
                 kappa = kappa_prev if kappa_prev is not None else guided_eps(model, xd, t, c, gamma, counter=cnt, where=where)
                 xt = None
             elif noise == "exact":
-                kappa = kappa_star(model, xd, t, cond=c, gamma=gamma).kappa; xt = None
+                kappa = kappa_star(model, xd, t, cond=c, gamma=gamma, counter=cnt, where=where).kappa; xt = None
             else:
                 inv = ddim_invert(model, xd, t / S.n_train, S, n_steps=n_inv, gamma_inv=gamma_inv, eta=eta, variant=variant,
                                   cond=c, delta=delta, generator=gen, where=where)

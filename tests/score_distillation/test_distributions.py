@@ -6,7 +6,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import chisquare
 
 from papercode.score_distillation import (ImageParam, ddim_sample, digits_data, distill, judge_confidence, ring_gmm,
-                                          sd_schedule, train_digits_model, w2_to_data)
+                                          sd_schedule, train_digits_model, train_judge, w2_to_data)
 
 S = sd_schedule()
 
@@ -48,6 +48,13 @@ def test_judge_on_held_out_digits_and_shuffled_labels():
     conf = judge_confidence(d["x_test"], d["y_test"])
     wrong = judge_confidence(d["x_test"], (d["y_test"] + 3) % 10)
     assert conf.mean() >= 0.9 and wrong.mean() <= 0.1
+
+
+def test_judge_scores_at_least_95_percent_on_held_out_digits():
+    d, J = digits_data(), train_judge()  # cached per process: the judge the metrics use
+    acc = float((J.clf.predict(d["x_test"].numpy()) == d["y_test"].numpy()).mean())
+    assert len(d["x_test"]) == 300 and J.test_accuracy == pytest.approx(acc, abs=1e-12)
+    assert J.test_accuracy >= 0.95
 
 
 def test_digits_model_training_is_deterministic_and_learns():

@@ -1,13 +1,14 @@
 "Closed forms, round trips and the autograd identity of the SDS gradient, on instances the notebooks do not use."
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from papercode.core.testing import assert_close
-from papercode.score_distillation import (EpsMLP, GaussianModel, ImageParam, ddim_invert, ddim_step, distill, guided_eps,
-                                          kappa_star, ring_gmm, sd_schedule, sds_stationary_variance, x0_from_eps)
+from papercode.score_distillation import (EpsMLP, GMMModel, GaussianModel, ImageParam, ddim_invert, ddim_step, distill,
+                                          guided_eps, kappa_star, ring_gmm, sd_schedule, sds_stationary_variance, x0_from_eps)
 
 S = sd_schedule()
 
@@ -96,20 +97,26 @@ def test_gamma_zero_inversion_round_trip_converges():
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.05, errs
 
 
-def test_sds_loss_gradient_is_sigma_times_eps_minus_kappa():
+@pytest.mark.parametrize("t_frac", [0.2, 0.6, 0.98])
+def test_one_distill_update_is_minus_lr_sigma_times_eps_minus_kappa(t_frac):
+    "One real SGD step of `distill` on ψ = x₀ moves ψ by −lr·σ(t)(ε̂(x(t)) − κ), κ known: the cached κ of a fresh run is ε̂(x₀, t)."
     torch.manual_seed(10)
-    net = EpsMLP(12, 4, 24).double()
-    x0 = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
-    kappa = torch.randn(5, 12, dtype=torch.float64)
-    c = torch.tensor([0, 1, 2, 3, 0])
-    for t in (50, 600, 980):
-        a = S.alpha(t)
-        with torch.no_grad():
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * kappa
-            eps = guided_eps(net, xt, t, c, 3.0)
-            target = (xt - (1 - a).sqrt() * eps) / a.sqrt()
-        g, = torch.autograd.grad(0.5 * ((x0 - target) ** 2).sum(), x0)
-        assert_close(g, S.sigma(t) * (eps - kappa), rtol=1e-10, atol=1e-12, msg=f"∂/∂x0 at t={t}")
+    net = EpsMLP(12, 4, 24).double(); net.schedule = S
+    x0 = torch.randn(5, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    c, lr, gamma = torch.tensor([0, 1, 2, 3, 0]), 0.37, 3.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cached κ with lr ≠ 1 leaves the DDIM path after this step, not within it
+        r = distill(ImageParam(5, 12, init=x0.clone()), net, noise="cached", iters=1, t_range=(t_frac, t_frac), gamma=gamma,
+                    cond=c, lr=lr, optimizer="sgd", n_frames=1)
+    t = r.timesteps[0]
+    assert t == S.to_int(t_frac) and r.model_calls == 2  # κ, then the update's prediction
+    a = S.alpha(t)
+    with torch.no_grad():
+        kappa = guided_eps(net, x0, t, c, gamma)
+        eps = guided_eps(net, a.sqrt() * x0 + (1 - a).sqrt() * kappa, t, c, gamma)
+    step = -lr * S.sigma(t) * (eps - kappa)
+    assert float(step.abs().max()) > 1e-3  # a step that can be told from no step
+    assert_close(r.params - x0, step, rtol=1e-9, atol=1e-12, msg=f"ψ update at t={t}")
 
 
 def test_exact_noise_is_a_fixed_point_of_the_update():
@@ -118,7 +125,94 @@ def test_exact_noise_is_a_fixed_point_of_the_update():
     x0 = G.sample(64, torch.Generator().manual_seed(8))
     kw = dict(iters=6, t_range=(0.9, 0.2), optimizer="sgd", lr=1.0, seed=3)
     ex = distill(ImageParam(64, 5, init=x0.clone()), G, noise="exact", **kw)
-    assert ex.noise == "exact" and not ex.diverged and ex.model_calls == 6
+    # per iteration: kappa_star's closed form evaluates the model once (the residual of its root), the update once
+    assert ex.noise == "exact" and not ex.diverged and ex.model_calls == 2 * 6
     assert_close(ex.params, x0, atol=1e-8, rtol=0, msg="exact κ leaves the particles in place")
     sds = distill(ImageParam(64, 5, init=x0.clone()), G, noise="sds", **kw)
     assert float((sds.params - x0).abs().max()) > 0.1  # the test can tell a moving update from a fixed one
+
+
+class Counting(GaussianModel):
+    "The Gaussian model, counting its evaluations."
+    calls = 0
+
+    def __call__(self, x, t, cond=None):
+        self.calls += 1
+        return super().__call__(x, t, cond)
+
+
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_exact_noise_counts_every_model_evaluation(closed_form):
+    m = Counting(torch.zeros(3), torch.tensor([1.0, 0.5, 2.0]), S)
+    x0 = m.sample(16, torch.Generator().manual_seed(12)) + 0.3
+    r = distill(ImageParam(16, 3, init=x0), m if closed_form else NoClosedForm(m), noise="exact", iters=4, t_range=(0.9, 0.2),
+                seed=3)
+    assert r.model_calls == m.calls
+    assert (m.calls == 2 * 4) if closed_form else (m.calls > 3 * 4)  # Newton: start, Jacobian pass, line search, residual
+
+
+def test_closed_form_root_is_converged_below_the_documented_float64_floor():
+    from fastcore.docments import docments
+
+    class Off(GaussianModel):
+        "A 'closed form' off by `off`: its residual is off·ᾱ (λ = 1)."
+        off = 0.0
+
+        def kappa_exact(self, x0, t): return super().kappa_exact(x0, t) + self.off
+    m = Off(torch.zeros(3), torch.ones(3), S)
+    x0 = m.sample(4, torch.Generator().manual_seed(13))
+    m.off = 1e-8
+    r = kappa_star(m, x0, 300, tol=1e-10)
+    assert 1e-10 < float(r.residual.max()) < 1e-8 and r.converged  # above tol, below the floor
+    m.off = 1e-6
+    assert not kappa_star(m, x0, 300, tol=1e-10).converged
+    assert "max(tol, 1e-8)" in docments(kappa_star)["tol"]  # what the code does is what `tol` says
+
+
+def _gmm():
+    means = torch.tensor([[1.0, 0.0, -0.5], [-1.0, 0.5, 0.0], [0.0, -1.2, 0.8]], dtype=torch.float64)
+    return GMMModel(means, torch.tensor([0.3, 0.5, 0.8]), S, weights=[0.2, 0.5, 0.3], classes=[[0, 2], [1]])
+
+
+def _comps(M, label):
+    return list(range(len(M.weights))) if label is None or label == M.n_classes else M.classes[label]
+
+
+@pytest.mark.parametrize("t", [None, 0, 400, 999])
+def test_gmm_log_prob_is_the_noisy_mixture_density(t):
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+    M = _gmm()
+    x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(14)) * 1.5
+    a = 1.0 if t is None else float(S.alpha(t))
+
+    def scipy_logp(label):
+        ks = _comps(M, label)
+        w = M.weights.numpy()[ks] / M.weights.numpy()[ks].sum()
+        return logsumexp([np.log(w[i]) + multivariate_normal(math.sqrt(a) * M.means[k].numpy(),
+                                                               (a * float(M.std[k]) ** 2 + 1 - a) * np.eye(3)).logpdf(x.numpy())
+                          for i, k in enumerate(ks)], axis=0)
+    assert_close(M.log_prob(x, t), torch.as_tensor(scipy_logp(None)), rtol=1e-10, atol=1e-10, msg=f"log p_t, t={t}")
+    lab = torch.tensor([0, 1, 2, 0, 1, 2, 0])  # 2 = the null label: all components
+    want = torch.as_tensor(np.array([scipy_logp(int(l))[i] for i, l in enumerate(lab)]))
+    assert_close(M.log_prob(x, t, lab), want, rtol=1e-10, atol=1e-10, msg=f"log p_t(x | y), t={t}")
+
+
+def test_gmm_eps_is_the_scaled_score_of_its_marginal():
+    "ε of the mixture against −sqrt(1−ᾱ) ∇ log p_t of a density written with torch.distributions, and of `log_prob`."
+    M = _gmm()
+    x = (torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(15)) * 1.5).requires_grad_()
+    for t, lab in ((100, None), (500, torch.tensor([0, 1, 2, 0, 1, 2]))):
+        a = S.alpha(t)
+        logp = []
+        for i in range(6):
+            ks = _comps(M, None if lab is None else int(lab[i]))
+            w = M.weights[ks] / M.weights[ks].sum()
+            comp = torch.distributions.Independent(torch.distributions.Normal(
+                a.sqrt() * M.means[ks], (a * M.std.double()[ks, None] ** 2 + 1 - a).sqrt().expand(-1, 3)), 1)
+            logp.append(torch.logsumexp(w.log() + comp.log_prob(x[i]), 0))
+        score = torch.autograd.grad(torch.stack(logp).sum(), x)[0]
+        eps = M(x.detach(), t, lab)
+        assert_close(eps, -(1 - a).sqrt() * score, rtol=1e-10, atol=1e-12, msg=f"ε = −sqrt(1−ᾱ)∇log p_t at t={t}")
+        own = torch.autograd.grad(M.log_prob(x, t, lab).sum(), x)[0]
+        assert_close(eps, -(1 - a).sqrt() * own, rtol=1e-10, atol=1e-12, msg=f"against log_prob at t={t}")
