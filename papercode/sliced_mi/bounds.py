@@ -40,8 +40,17 @@ def _pos_int(v, name):
         raise ValueError(f"{name}: must be positive, got {v}")
     return int(v)
 
+def _num(v, name):
+    "`v` as a float; a TypeError naming `name` for anything that is not a single number."
+    if isinstance(v, (str, bytes, bool)):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__} {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}") from None
+
 def _pos_float(v, name, allow_zero=False):
-    v = float(v)
+    v = _num(v, name)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name}: must be a finite {'non-negative' if allow_zero else 'positive'} number, got {v}")
     return v
@@ -50,7 +59,7 @@ def sub_gaussian_sigma(lo: float,  # smallest value the loss can take
                        hi: float,  # largest value the loss can take
                        ) -> float:
     "σ = (hi − lo)/2 for a loss with values in [lo, hi] (Hoeffding's lemma)."
-    lo, hi = float(lo), float(hi)
+    lo, hi = _num(lo, "lo"), _num(hi, "hi")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"loss range: must be finite, got [{lo}, {hi}]")
     if hi <= lo:
@@ -86,22 +95,43 @@ def bu_individual(mi_i,  # (n,) I(W; Z_i) in nats, one per training sample (or (
     return Bound(val, "bu_individual", float(m.mean()), sigma, int(m.shape[-1]), dict(n_theta=int(m.shape[0])))
 
 # %% ../../nbs/06_sliced_mi/20_bounds.ipynb #4ec45933
+def _check_K(K):
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)):
+        raise TypeError(f"K: expected an integer ≥ 2, got {K!r}")
+    if K < 2:
+        raise ValueError(f"K: need at least 2 levels, got {K!r}")
+    return int(K)
+
 @dataclass(frozen=True)
 class Grid:
-    "K quantisation levels, `linspace(-radius, radius, K)` unless given; `data_derived` codebooks must be paid for."
+    "K quantisation levels, `linspace(-radius, radius, K)` unless given; explicit levels count as data-derived (to be paid for) unless `data_derived=False`."
     K: int  # number of levels per coordinate
     radius: float  # levels span [-radius, radius]
-    levels_: tuple | None = None  # explicit sorted levels (a codebook); None = the uniform grid
-    data_derived: bool = False  # were the levels fitted to data (then `quantized_bound` needs `extra_bits`)
+    levels_: tuple | None = None  # explicit strictly increasing levels within [-radius, radius] (a codebook); None = the uniform grid
+    data_derived: bool | None = None  # levels fitted to data (then `quantized_bound` needs `extra_bits`); None: True iff `levels_` is given
 
     def __post_init__(self):
-        if isinstance(self.K, bool) or not isinstance(self.K, (int, np.integer)) or self.K < 2:
-            raise ValueError(f"K: need at least 2 levels, got {self.K!r}")
-        r = float(self.radius)
-        if not math.isfinite(r) or r <= 0:
-            raise ValueError(f"radius: must be a positive finite number, got {self.radius!r}")
-        if self.levels_ is not None and len(self.levels_) != self.K:
-            raise ValueError(f"levels_: {len(self.levels_)} levels for K = {self.K}")
+        _check_K(self.K)
+        r = _pos_float(self.radius, "radius")
+        object.__setattr__(self, "radius", r)
+        if self.levels_ is not None:
+            try:
+                lv = tuple(float(v) for v in self.levels_)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"levels_: expected a sequence of numbers, got {type(self.levels_).__name__}") from None
+            if len(lv) != self.K:
+                raise ValueError(f"levels_: {len(lv)} levels for K = {self.K}")
+            if not all(math.isfinite(v) for v in lv):
+                raise ValueError("levels_: must be finite (contains NaN or inf)")
+            if any(b <= a for a, b in zip(lv, lv[1:])):
+                raise ValueError("levels_: must be strictly increasing")
+            if max(map(abs, lv)) > r * (1 + 1e-9):  # tolerance for rounding
+                raise ValueError(f"levels_: max |level| = {max(map(abs, lv)):g} exceeds radius = {r:g}")
+            object.__setattr__(self, "levels_", lv)
+        dd = self.levels_ is not None if self.data_derived is None else self.data_derived
+        if not isinstance(dd, (bool, np.bool_)):
+            raise TypeError(f"data_derived: expected a bool or None, got {type(dd).__name__}")
+        object.__setattr__(self, "data_derived", bool(dd))
 
     @classmethod
     def from_levels(cls, levels,  # (K,) codebook values
@@ -149,12 +179,14 @@ def quantize(w: torch.Tensor,  # (..., d) coordinates w′
 
 def quantized_bound(d: int,  # subspace dimension
                     K: int | None = None,  # levels per coordinate (or give `grid`)
-                    n: int = 1,  # training-set size
+                    n: int | None = None,  # training-set size (required)
                     sigma: float = 0.5,  # sub-Gaussian constant (0.5 for the 0–1 loss)
                     extra_bits: float = 0.0,  # bits paid for choices made with data (hyperparameters, codebook)
                     *, grid: Grid | None = None,  # the grid used; a data-derived one requires extra_bits
                     ) -> Bound:
     "√(2σ²(d log K + extra_bits·log 2)/n) for coordinates on a K-level grid fixed in advance (ours, after Nadjahi et al. 2024)."
+    if n is None:
+        raise ValueError("n: give the training-set size")
     d, n = _pos_int(d, "d"), _pos_int(n, "n")
     sigma = _pos_float(sigma, "sigma")
     extra_bits = _pos_float(extra_bits, "extra_bits", allow_zero=True)
@@ -167,8 +199,7 @@ def quantized_bound(d: int,  # subspace dimension
                              f"{grid.description_bits:g} (got {extra_bits:g}), or the bound is not valid")
     if K is None:
         raise ValueError("K: give the number of levels or a grid")
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 2:
-        raise ValueError(f"K: need at least 2 levels, got {K!r}")
+    K = _check_K(K)
     info = d * math.log(K) + extra_bits * math.log(2)
     return Bound(math.sqrt(2 * sigma ** 2 * info / n), "quantized", info, sigma, n,
                  dict(d=d, K=int(K), extra_bits=extra_bits))
@@ -200,7 +231,7 @@ def code_length_bound(w_hat: torch.Tensor,  # (d,) or (R, d) level indices of th
 
 # %% ../../nbs/06_sliced_mi/20_bounds.ipynb #78ce1c61
 def rate_distortion_bound(mi_term: float,  # I^Θ(Ŵ′; S_n) or its bound (e.g. d log K), nats
-                          distortion: float,  # E‖W − Ŵ‖ (mean over runs)
+                          distortion: float,  # E‖W − Ŵ‖ (mean over runs; one run's ‖W − Ŵ‖ makes the result a single-run plug-in estimate)
                           lipschitz: float,  # Lipschitz constant L of the loss in the weights
                           sigma: float,  # sub-Gaussian constant of the loss on the subspace
                           n: int,  # training-set size

@@ -5,6 +5,7 @@
 # %% ../../nbs/06_sliced_mi/10_projections.ipynb #e5194139
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -193,9 +194,9 @@ class SubspaceModel(nn.Module):
         self.names = [k for k, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.D = theta0.numel()
-        for _, p in named:
-            p.requires_grad_(False)
-        self.net = module
+        self.net = copy.deepcopy(module)  # our own copy: the caller's module and its requires_grad flags stay untouched
+        for p in self.net.parameters():
+            p.requires_grad_(False)  # only w′ trains; θ₀ + Θw′ replaces the copied weights in `forward`
         self.register_buffer("theta0", theta0.clone())
         if isinstance(projection, Projection):
             if (projection.D, projection.d) != (self.D, d):
@@ -207,6 +208,13 @@ class SubspaceModel(nn.Module):
             self.projection = make_projection(self.D, d, projection, seed, dtype=theta0.dtype, device=theta0.device)
         self.d = d
         self.w = nn.Parameter(torch.zeros(d, dtype=theta0.dtype, device=theta0.device))
+
+    def _apply(self, fn, recurse=True):
+        "`.to`, `.double`, `.cuda` move Θ's stored parts too (a `Projection` is not a buffer)."
+        super()._apply(fn, recurse)
+        P = self.projection
+        self.projection = Projection(P.kind, P.D, P.d, P.seed, {k: fn(t) for k, t in P.tensors.items()})
+        return self
 
     def theta(self, w: torch.Tensor | None = None,  # (d,) coordinates; None = the trained w′
               ) -> torch.Tensor:  # (D,) flat weights θ₀ + Θw′

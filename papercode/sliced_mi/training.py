@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core.utils import check_tensor
-from .bounds import (Bound, Grid, eps_bce_constants, quantize, quantized_bound,
+from .bounds import (Bound, Grid, _pos_float, eps_bce_constants, quantize, quantized_bound,
                                         rate_distortion_bound)
 from .projections import Projection, SubspaceModel, make_projection
 
@@ -111,7 +111,7 @@ class SubspaceRun:
     D: int  # number of network parameters
     d: int; K: int; radius: float; n: int  # the settings
     seed: int  # seed of θ₀, Θ and the training sample
-    converged: bool  # the training loss changed by < 1% over the last 10% of the float epochs
+    converged: bool  # the training loss changed by < 1% over the last 10% of the float epochs (False if too few to judge)
     losses: tuple  # training cross-entropy per epoch (float phase, then QAT phase)
 
 def _err(logits, y): return float((logits.argmax(-1) != y).float().mean())
@@ -159,8 +159,8 @@ def train_subspace(X,  # (N, p) the pool (population) inputs
         losses.append(loss.item())
     if not all(math.isfinite(v) for v in losses):
         raise FloatingPointError("training diverged (non-finite loss); lower lr")
-    tail = max(1, epochs // 10)
-    converged = epochs > 0 and abs(losses[epochs - 1] - losses[epochs - 1 - tail]) <= 0.01 * abs(losses[epochs - 1 - tail]) + 1e-4
+    tail = max(1, epochs // 10)  # compare the last float epoch with the one `tail` earlier; fewer epochs: not converged
+    converged = epochs > tail and abs(losses[epochs - 1] - losses[epochs - 1 - tail]) <= 0.01 * abs(losses[epochs - 1 - tail]) + 1e-4
     with torch.no_grad():
         wq = quantize(model.w, grid, ste=False)
         tr_f, pop_f = _err(model(Xs), ys), _err(model(X), y)
@@ -179,8 +179,9 @@ class RegularizedRun:
     train_err: float; pop_err: float  # 0–1 errors of θ
     distortion: float  # ‖θ − (θ₀ + Θŵ′)‖
     off_subspace: float  # ‖(I − ΘΘᵀ)(θ − θ₀)‖
+    clipped: int  # coordinates of Θᵀ(θ − θ₀) outside the grid before quantisation
     gap: float  # pop_loss − train_loss (one training set)
-    bound: Bound  # the rate–distortion bound on |gen| of the ε-BCE
+    bound: Bound  # the rate–distortion bound on |gen| of the ε-BCE with this run's distortion plugged in for E‖W − Ŵ‖: a single-run estimate
     d: int; K: int; radius: float; n: int; eps: float; D: int
     seed: int
     converged: bool  # objective changed by < 1% over the last 10% of epochs
@@ -207,9 +208,7 @@ def train_regularized(X,  # (N, p) pool inputs in [0, 1]
         raise ValueError(f"y: labels out of range for a binary task (max {int(y.max())} > 1)")
     if bool((X < 0).any()) or bool((X > 1).any()):
         raise ValueError("X: inputs must lie in [0, 1] (the Lipschitz constant assumes it)")
-    lam = float(lam)
-    if not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam: must be a finite non-negative number, got {lam}")
+    lam = _pos_float(lam, "lam", allow_zero=True)
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"n: must be a positive int, got {n!r}")
     grid = Grid(K, radius)
@@ -233,7 +232,9 @@ def train_regularized(X,  # (N, p) pool inputs in [0, 1]
     converged = epochs > tail and abs(objs[-1] - objs[-1 - tail]) <= 0.01 * abs(objs[-1 - tail]) + 1e-4
     with torch.no_grad():
         th = theta.detach(); delta = th - theta0
-        w_hat = quantize(P.transpose(delta), grid, ste=False)
+        wc = P.transpose(delta)
+        clipped = grid.clipped(wc)  # counted before rounding
+        w_hat = quantize(wc, grid, ste=False)
         surrogate = theta0 + P.apply(w_hat)
         dist = float((th - surrogate).norm())
         off = float((delta - P.apply(P.transpose(delta))).norm())
@@ -241,7 +242,7 @@ def train_regularized(X,  # (N, p) pool inputs in [0, 1]
         tr_e = float(((Xsa @ th > 0).float() != ys).float().mean()); pop_e = float(((Xa @ th > 0).long() != y).float().mean())
     L = math.sqrt(p + 1) / 4 * c["lipschitz_f"]
     b = rate_distortion_bound(d * math.log(K), dist, L, c["sigma"], n)
-    return RegularizedRun(lam, tr_l, pop_l, tr_e, pop_e, dist, off, pop_l - tr_l, b, d, K, float(radius), n, float(eps), D,
+    return RegularizedRun(lam, tr_l, pop_l, tr_e, pop_e, dist, off, clipped, pop_l - tr_l, b, d, K, float(radius), n, float(eps), D,
                           int(seed), bool(converged))
 
 # %% ../../nbs/06_sliced_mi/40_training.ipynb #bf3296de

@@ -1,4 +1,5 @@
 """MNIST-1D is generated offline (never downloaded), balanced, seeded, and leaves numpy's global generator alone."""
+import math
 from importlib.util import find_spec
 
 import numpy as np
@@ -28,7 +29,8 @@ def test_mnist1d_is_generated_offline_balanced_and_seeded(no_network):
     assert abs(float(t.X.mean())) < 1e-5 and abs(float(t.X.std()) - 1) < 1e-3
     assert torch.equal(mnist1d_task(1000, seed=0).X, t.X) and not torch.equal(mnist1d_task(1000, seed=1).X, t.X)
     run = train_subspace(t.X, t.y, n=200, d=10, K=4, epochs=20, qat_epochs=5, seed=0)  # the pipeline accepts it
-    assert 0 <= run.train_err <= 1 and run.bound.value > 0
+    assert 0 <= run.train_err <= 1 and run.bound.constants["extra_bits"] == 0
+    assert abs(run.bound.value - math.sqrt(2 * 0.25 * run.d * math.log(run.K) / run.n)) < 1e-12  # √(d log K/(2n))
 
 
 @pytest.mark.parametrize("n", [0, 15, 10.0, True])

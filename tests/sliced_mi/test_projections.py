@@ -108,3 +108,30 @@ def test_bad_inputs():
         SubspaceModel(net, d=2)
     with pytest.raises(ValueError, match="module has D = 6"):
         SubspaceModel(nn.Linear(2, 2), d=2, projection=make_projection(7, 2))
+
+
+def test_subspace_model_copies_the_module_and_moves_theta():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    net[2].bias.requires_grad_(False)  # a frozen parameter stays out of θ₀
+    flags = [p.requires_grad for p in net.parameters()]
+    a = SubspaceModel(net, d=2, seed=0)
+    b = SubspaceModel(net, d=2, seed=1)  # wrapping the same module twice works
+    assert [p.requires_grad for p in net.parameters()] == flags  # the caller's flags are untouched
+    assert a.D == b.D == 3 * 4 + 4 + 4 * 2
+    assert [k for k, p in a.named_parameters() if p.requires_grad] == ["w"]
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(a(x), net(x))
+    for kind in ("qr", "sparse", "fastfood"):
+        m = SubspaceModel(net, d=2, projection=kind, seed=3)
+        ref = m(x).double()
+        m = m.to(torch.float64)
+        assert m.theta0.dtype == m.w.dtype == m.projection.dtype == torch.float64
+        assert all(t.dtype == torch.float64 for t in m.projection.tensors.values() if t.is_floating_point())
+        assert all(not t.is_floating_point() for k, t in m.projection.tensors.items() if k in ("rows", "cols", "perm", "iperm"))
+        torch.testing.assert_close(m(x.double()), ref, atol=1e-5, rtol=1e-5)
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # .to() on the wrapper leaves the caller's module
+    if torch.cuda.is_available():
+        m = SubspaceModel(net, d=2, projection="fastfood").to("cuda")
+        assert all(t.is_cuda for t in m.projection.tensors.values())
+        m(x.cuda())

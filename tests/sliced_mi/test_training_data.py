@@ -1,8 +1,10 @@
 """The bundled breast-cancer population: what it contains, and that the subspace bound runs on it."""
+import math
+
 import numpy as np
 import torch
 
-from papercode.sliced_mi import breast_cancer_task, train_subspace
+from papercode.sliced_mi import breast_cancer_task, train_regularized, train_subspace
 
 
 def test_breast_cancer_task_is_the_scaled_sklearn_data():
@@ -18,9 +20,29 @@ def test_breast_cancer_task_is_the_scaled_sklearn_data():
 
 def test_a_subspace_bound_on_breast_cancer():
     t = breast_cancer_task()
-    r = train_subspace(t.X, t.y, n=200, d=4, epochs=60, qat_epochs=20, seed=1)
+    r = train_subspace(t.X, t.y, n=200, d=4, epochs=60, qat_epochs=20, extra_bits=3.0, seed=1)
     assert 0 <= r.train_err <= 1 and 0 <= r.pop_err <= 1
-    assert np.isfinite(r.risk_bound) and r.risk_bound >= r.train_err
+    b = r.bound
+    assert r.risk_bound == r.train_err + b.value
+    assert b.constants["extra_bits"] == 3.0 and b.n == r.n == 200  # the run's own settings reach the bound
+    closed = math.sqrt(2 * 0.25 * (r.d * math.log(r.K) + b.constants["extra_bits"] * math.log(2)) / r.n)
+    assert abs(b.value - closed) < 1e-12
+
+
+def test_converged_is_false_with_too_few_epochs_to_judge():
+    t = breast_cancer_task()
+    kw = dict(n=50, d=2, K=17, lr=0.0, seed=0)  # lr = 0 and a level at 0: every loss is equal, only the epoch count can say no
+    for qat in (0, 3):
+        assert not train_subspace(t.X, t.y, epochs=1, qat_epochs=qat, **kw).converged
+    assert train_subspace(t.X, t.y, epochs=20, qat_epochs=3, **kw).converged  # enough epochs, flat loss: converged
+
+
+def test_regularized_run_counts_clipped_coordinates():
+    t = breast_cancer_task()
+    kw = dict(n=200, d=4, lam=1.0, epochs=30, seed=0)
+    tiny, huge = train_regularized(t.X, t.y, radius=1e-4, **kw), train_regularized(t.X, t.y, radius=1e6, **kw)
+    assert 0 < tiny.clipped <= 4 and huge.clipped == 0
+    assert tiny.off_subspace == huge.off_subspace  # the same training; only the grid differs
 
 
 def test_bound_explorer_slides_over_d_K_and_n():
