@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import torch
 from ..core.ot.costs import DenseCost, PointCloudCost
 from ..core.ot.sinkhorn import SinkhornWarning, sinkhorn
 from ..core.utils import check_tensor, resolve_device
-from .priors import LinearPrior
+from .priors import LinearPrior, _check_real, _is_int
 
 # %% auto #0
 __all__ = ['TrajectoryWarning', 'TrajectoryResult', 'em_maps', 'pad_snapshots', 'fit_term', 'dynamics_ot', 'objective', 'pomfl',
@@ -96,15 +97,12 @@ def _cost(xs, ys, dense):
     if dense: return DenseCost(torch.cdist(xs, ys).square())
     return PointCloudCost(xs, ys)
 
-def _check_pos(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name}: must be a positive finite number, got {v!r}")
-    return float(v)
+def _check_pos(name, v): return _check_real(name, v)  # a positive finite float (numpy and 0-d torch scalars too)
 
 def _check_inputs(snapshots, times, prior, allow_unobservable, dtype, device):
     if not isinstance(prior, LinearPrior):
         raise ValueError(f"prior: expected a LinearPrior, got {type(prior).__name__}")
-    if isinstance(snapshots, torch.Tensor) and snapshots.ndim == 3: snapshots = list(snapshots)
+    if isinstance(snapshots, (torch.Tensor, np.ndarray)) and snapshots.ndim == 3: snapshots = list(snapshots)
     if not isinstance(snapshots, (list, tuple)) or len(snapshots) < 2:
         raise ValueError("snapshots: expected a list of at least 2 arrays (N_i, d), one per time")
     Ys = []
@@ -126,7 +124,7 @@ def _check_inputs(snapshots, times, prior, allow_unobservable, dtype, device):
 
 def _precond(precond, prior, like):
     if precond is None: return torch.ones(prior.D).to(like)
-    if isinstance(precond, (int, float)) and not isinstance(precond, bool):
+    if isinstance(precond, numbers.Real) and not isinstance(precond, bool):
         p = torch.ones(prior.D); p[prior.H.abs().sum(0) == 0] = _check_pos("precond", precond)
         return p.to(like)
     p = check_tensor(precond, "precond", ndim=1, dtype=torch.float64)
@@ -144,6 +142,9 @@ def dynamics_ot(X: torch.Tensor,  # (T, M, D) latent clouds
                 ):
     "All pairs' entropic OT for c_i = ½|y − Φ_i x|², ε_i = τΔt_i, as one batched Sinkhorn at temperature 1 (scaled clouds)."
     t = check_tensor(times, "times", ndim=1, dtype=torch.float64).to(torch.float64).cpu()
+    if bool((t[1:] <= t[:-1]).any()): raise ValueError("times: must be strictly increasing")
+    if cost not in ("dense", "pointcloud"): raise ValueError(f"cost: expected 'dense' or 'pointcloud', got {cost!r}")
+    X = check_tensor(X, "X", dtype=torch.float64)
     if X.ndim != 3 or X.shape[0] != len(t) or X.shape[2] != prior.D:
         raise ValueError(f"X: expected shape (T={len(t)}, M, D={prior.D}), got {tuple(X.shape)}")
     dt = (t[1:] - t[:-1]).to(X)
@@ -158,12 +159,19 @@ def objective(X: torch.Tensor,  # (T, M, D) latent clouds
               max_iter: int = 5000, tol: float = 1e-6,  # the Sinkhorn solves of the pairs
               ) -> float:
     "𝒢(μ_1..μ_T) = λ Σ_i OT_{ε_i}^{c_i}(μ_i, μ_{i+1})/Δt_i + Σ_i w_i Fit_σ(H#μ_i, μ̂_i) at converged couplings."
+    X = check_tensor(X, "X", ndim=3, dtype=torch.float64)
+    lam, sigma = _check_pos("lam", lam), _check_pos("sigma", sigma)
     Ys, t = _check_inputs(snapshots, times, prior, True, X.dtype, X.device)
     N = torch.tensor([len(Y) for Y in Ys], dtype=torch.float64)
     Yp, wk = pad_snapshots(Ys, (N / N.sum()).tolist())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SinkhornWarning)
         r = dynamics_ot(X.detach(), t, prior, tau, max_iter=max_iter, tol=tol)
+    for i in range(len(t) - 1):
+        if not (r.err[i].item() <= tol):
+            warnings.warn(f"objective: the Sinkhorn solve of pair ({i}, {i + 1}) did not converge: marginal error "
+                          f"{r.err[i].item():.3g} > tol {tol:g} after {max_iter} iterations; the value is approximate "
+                          "(increase max_iter)", TrajectoryWarning, stacklevel=2)
     return float(lam * tau * r.objective.sum() + fit_term(X.detach(), prior.H.to(X), Yp, wk, sigma, grad=False)[0])
 
 # %% ../../nbs/03_trajectory/20_pomfl.ipynb #cb33519c
@@ -178,7 +186,7 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
           step: float,  # η > 0, step size
           precond=None,  # None, a number (step factor of unobserved coordinates) or (D,) factors
           sinkhorn_iter: int = 10,  # warm-started Sinkhorn iterations per step
-          anneal: tuple | None = None,  # (θ₀, r): temperature θ_k = θ₀ r^k scales τ, η (and σ by √θ)
+          anneal: tuple | None = None,  # (θ₀, r): temperature θ_k = max(1, θ₀ r^k) scales τ, η (and σ by √θ_k)
           noise: bool = True,  # False: noiseless gradient flow of 𝒢
           init_scale: float = 0.1,  # standard deviation of the initial jitter of every latent coordinate
           final_iter: int = 5000,  # Sinkhorn iterations of the final couplings
@@ -194,14 +202,18 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
     dev = resolve_device(device)
     Ys, t = _check_inputs(snapshots, times, prior, allow_unobservable, dtype, dev)
     lam, tau, sigma, step = (_check_pos(n, v) for n, v in (("lam", lam), ("tau", tau), ("sigma", sigma), ("step", step)))
-    if not (isinstance(n_particles, int) and n_particles >= 2):
+    if not (_is_int(n_particles) and n_particles >= 2):
         raise ValueError(f"n_particles: need at least 2 particles per time, got {n_particles!r}")
-    for n, v in (("n_iter", n_iter), ("sinkhorn_iter", sinkhorn_iter), ("final_iter", final_iter)):
-        if not (isinstance(v, int) and v >= (0 if n == "n_iter" else 1)):
-            raise ValueError(f"{n}: must be a {'non-negative' if n == 'n_iter' else 'positive'} integer, got {v!r}")
+    for n, v in (("n_iter", n_iter), ("sinkhorn_iter", sinkhorn_iter), ("final_iter", final_iter), ("record", record)):
+        if not (_is_int(v) and v >= (1 if n in ("sinkhorn_iter", "final_iter") else 0)):
+            raise ValueError(f"{n}: must be a {'positive' if n in ('sinkhorn_iter', 'final_iter') else 'non-negative'} integer, got {v!r}")
+    n_particles, n_iter, sinkhorn_iter, final_iter, record = map(int, (n_particles, n_iter, sinkhorn_iter, final_iter, record))
     if anneal is not None:
-        if len(anneal) != 2 or not (anneal[0] > 0 and anneal[1] > 0):
+        if not (isinstance(anneal, (tuple, list)) and len(anneal) == 2):
             raise ValueError(f"anneal: expected (θ₀ > 0, r > 0), got {anneal!r}")
+        for k, a in enumerate(anneal): _check_pos(f"anneal[{k}]", a)
+    _check_real("init_scale", init_scale, pos=False)
+    if dtype not in (torch.float32, torch.float64): raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
     T, M, D = len(Ys), n_particles, prior.D
     if cost not in ("auto", "dense", "pointcloud"):
         raise ValueError(f"cost: expected 'auto', 'dense' or 'pointcloud', got {cost!r}")
@@ -268,7 +280,7 @@ def mfl(snapshots,  # T arrays (N_i, d) of unpaired observations
         ) -> TrajectoryResult:
     "MFL (Chizat et al. 2022): `pomfl` with the Brownian prior (b ≡ 0, H = I), the same code path."
     if "prior" in kw: raise ValueError("prior: mfl always uses LinearPrior.brownian(d); call pomfl for another prior")
-    if not isinstance(snapshots, (list, tuple, torch.Tensor)) or len(snapshots) == 0:
+    if not isinstance(snapshots, (list, tuple, torch.Tensor, np.ndarray)) or len(snapshots) == 0:
         raise ValueError("snapshots: expected a list of at least 2 arrays (N_i, d), one per time")
     d = check_tensor(snapshots[0], "snapshots[0]", ndim=2).shape[1]
     return pomfl(snapshots, times, LinearPrior.brownian(d), **kw)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,6 +14,16 @@ import numpy as np
 import torch
 
 from ..core.utils import check_tensor
+
+def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)  # numpy integers too
+
+def _check_real(name, v, pos=True):
+    "`v` as a float, finite and > 0 (`pos`) or ≥ 0; a ValueError naming `name` otherwise."
+    try: x = None if isinstance(v, (bool, str, bytes)) else float(v)
+    except (TypeError, ValueError, RuntimeError): x = None
+    if x is None or not math.isfinite(x) or (x <= 0 if pos else x < 0):
+        raise ValueError(f"{name}: must be a {'positive' if pos else 'non-negative'} finite number, got {v!r}")
+    return x
 
 # %% auto #0
 __all__ = ['LinearPrior', 'SimResult', 'simulate', 'harmonic_prior', 'crossing_data', 'orbit_data', 'bistable_data']
@@ -42,11 +53,13 @@ class LinearPrior:
     @classmethod
     def brownian(cls, d: int) -> "LinearPrior":
         "b ≡ 0 and H = I: the latent-free model of MFL."
+        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         return cls(torch.zeros(d, d, dtype=torch.float64), torch.eye(d, dtype=torch.float64), "brownian")
 
     @classmethod
     def constant_velocity(cls, d: int) -> "LinearPrior":
         "x = (p, v) with ṗ = v, v̇ = 0; positions observed."
+        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         A = torch.zeros(2 * d, 2 * d, dtype=torch.float64); A[:d, d:] = torch.eye(d)
         H = torch.zeros(d, 2 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
         return cls(A, H, "constant_velocity")
@@ -54,6 +67,7 @@ class LinearPrior:
     @classmethod
     def constant_acceleration(cls, d: int) -> "LinearPrior":
         "x = (p, v, a) with ṗ = v, v̇ = a, ȧ = 0; positions observed."
+        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         A = torch.zeros(3 * d, 3 * d, dtype=torch.float64)
         A[:d, d:2 * d] = torch.eye(d); A[d:2 * d, 2 * d:] = torch.eye(d)
         H = torch.zeros(d, 3 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
@@ -65,7 +79,7 @@ class LinearPrior:
 def _phi(self: LinearPrior, dt: float,  # step Δt > 0
          ) -> torch.Tensor:  # (D, D) float64
     "The Euler–Maruyama map Φ = I + Δt A of one step of the prior."
-    return torch.eye(self.D, dtype=torch.float64) + float(dt) * self.A
+    return torch.eye(self.D, dtype=torch.float64) + _check_real("dt", dt) * self.A
 
 def _transition(self: LinearPrior, dt: float) -> torch.Tensor:
     "The exact mean map e^{AΔt}, `(D, D)` float64."
@@ -75,6 +89,7 @@ def _exact_cov(self: LinearPrior, dt: float,  # step Δt ≥ 0
                tau: float,  # diffusivity τ > 0
                ) -> torch.Tensor:  # (D, D) float64
     "Q(Δt) = τ ∫₀^Δt e^{As} e^{Aᵀs} ds by 24-point Gauss–Legendre quadrature (exact for nilpotent A)."
+    dt, tau = _check_real("dt", dt, pos=False), _check_real("tau", tau)
     x, w = np.polynomial.legendre.leggauss(24)
     s = torch.as_tensor(0.5 * float(dt) * (x + 1.0), dtype=torch.float64)
     E = torch.linalg.matrix_exp(s[:, None, None] * self.A)  # (24, D, D)
@@ -116,7 +131,7 @@ class SimResult:
         "Unpaired snapshots: at each time a random subset of particles, disjoint across times when N ≥ n·T."
         T, N = self.observed.shape[:2]
         if n is None: return [self.observed[i] for i in range(T)]
-        if not (isinstance(n, int) and 1 <= n <= N):
+        if not (_is_int(n) and 1 <= n <= N):
             raise ValueError(f"n: must be an integer in [1, {N}], got {n!r}")
         g = torch.Generator().manual_seed(int(seed))
         if n * T <= N:
@@ -134,15 +149,15 @@ def simulate(prior: LinearPrior,  # the dynamics prior (A, H)
              seed: int = 0,  # seed of the noise
              ) -> SimResult:
     "Euler–Maruyama simulation of dX = (AX − ∇Ψ) dt + √τ dB observed through H (gWOT-style simulator)."
+    if not isinstance(prior, LinearPrior): raise ValueError(f"prior: expected a LinearPrior, got {type(prior).__name__}")
     x = check_tensor(x0, "x0", ndim=2, dtype=torch.float64).to(torch.float64)
     if x.shape[1] != prior.D:
         raise ValueError(f"x0: has {x.shape[1]} columns but the prior's latent dimension is {prior.D}")
     t = check_tensor(times, "times", ndim=1, dtype=torch.float64).to(torch.float64)
     if len(t) < 1 or (len(t) > 1 and bool((t[1:] <= t[:-1]).any())):
         raise ValueError("times: must be strictly increasing")
-    if not (tau > 0): raise ValueError(f"tau: must be positive, got {tau!r}")
-    if not (obs_noise >= 0): raise ValueError(f"obs_noise: must be non-negative, got {obs_noise!r}")
-    if not (isinstance(n_sub, int) and n_sub >= 1): raise ValueError(f"n_sub: must be a positive integer, got {n_sub!r}")
+    tau, obs_noise = _check_real("tau", tau), _check_real("obs_noise", obs_noise, pos=False)
+    if not (_is_int(n_sub) and n_sub >= 1): raise ValueError(f"n_sub: must be a positive integer, got {n_sub!r}")
     g = torch.Generator().manual_seed(int(seed))
     A = prior.A
     lat, paths, ptimes = [x.clone()], [x.clone()], [t[0].item()]

@@ -125,7 +125,7 @@ def test_gaussian_closed_form_cross_covariance():
     As = _sqrtm(A)
     C_th = 0.5 * As @ _sqrtm(4 * As @ B @ As + eps ** 2 * torch.eye(2, dtype=torch.float64)) @ torch.linalg.inv(As) - eps / 2 * torch.eye(2, dtype=torch.float64)
     assert_close(eps * C_th @ torch.linalg.inv(B), A - C_th @ torch.linalg.inv(B) @ C_th.T, atol=1e-12, msg="optimality condition")
-    assert_close(C_emp, C_th, atol=0.05, msg="empirical cross-covariance vs closed form (sampling error ~0.05)")
+    assert_close(C_emp, C_th, atol=5e-3, msg="empirical cross-covariance vs closed form (seen error ~4e-4; ε off by 2× gives ~0.04)")
 
 
 # --- P8 and the simulator ------------------------------------------------------------------------------------------
@@ -178,8 +178,8 @@ def test_path_sampling_pair_frequencies_match_the_couplings():
 
 
 def test_bridge_matches_the_prior_bridge_moments():
-    # from x at 0 to y at Δ: CV bridge mean at Δ/2 from Gaussian conditioning, checked against simulation + rejection-free
-    # conditioning by regression: the bridge must pass exactly through the particles at observation times
+    # sample_paths' bridge points at Δ/2 for the most frequent pair: their mean against Gaussian conditioning, and the
+    # paths pass exactly through the particles at observation times (the law itself: the simulation-based test below)
     sim = crossing_data(60, T=3, seed=15)
     r = _quiet(pomfl, sim.snapshots(20, seed=15), sim.times, CV, lam=0.05, tau=0.3, sigma=0.2, n_particles=6,
                n_iter=20, step=0.02, seed=0, dtype=torch.float64)
@@ -284,3 +284,22 @@ def test_pomfl_divergence_is_a_clear_error():
             warnings.simplefilter("ignore")
             pomfl(snaps, sim.times, LinearPrior.constant_velocity(2), lam=5.0, tau=0.05, sigma=0.1, step=0.5, precond=25.0,
                   n_particles=8, n_iter=50, seed=0)
+
+
+def test_bridge_law_matches_simulated_conditioning_and_the_brownian_bridge():
+    "Bridge mean and covariance from simulated CV paths conditioned by linear regression (no bridge formula used), and the Brownian bridge's closed form."
+    from papercode.trajectory.paths import _bridge
+    p = LinearPrior.constant_velocity(1)
+    x, y = torch.tensor([0.3, -0.5], dtype=torch.float64), torch.tensor([0.1, 0.4], dtype=torch.float64)
+    dt, s, tau, n = 0.6, 0.2, 0.5, 40000
+    sim = simulate(p, x.repeat(n, 1), [0.0, s, dt], tau=tau, n_sub=200, seed=21)
+    C = torch.cov(torch.cat([sim.latent[1], sim.latent[2]], 1).T)
+    beta = C[:2, 2:] @ torch.linalg.inv(C[2:, 2:])  # E[X_s | X_Δ] is linear in X_Δ for a Gaussian process
+    m_ref = sim.latent[1].mean(0) + beta @ (y - sim.latent[2].mean(0))
+    B = _bridge(p, x.repeat(n, 1), y.repeat(n, 1), dt, s, tau, torch.Generator().manual_seed(22))
+    assert_close(B.mean(0), m_ref, atol=0.01, msg="CV bridge mean vs regression on simulated paths")
+    assert_close(torch.cov(B.T), C[:2, :2] - beta @ C[2:, :2], rtol=0.05, atol=1e-3, msg="CV bridge covariance")
+    bm = LinearPrior.brownian(2)  # Brownian bridge: mean x + (s/Δ)(y − x), covariance τ s(Δ − s)/Δ I
+    Bb = _bridge(bm, x.repeat(n, 1), y.repeat(n, 1), dt, s, tau, torch.Generator().manual_seed(23))
+    assert_close(Bb.mean(0), x + s / dt * (y - x), atol=0.01, msg="Brownian bridge mean")
+    assert_close(torch.cov(Bb.T), tau * s * (dt - s) / dt * torch.eye(2, dtype=torch.float64), rtol=0.05, atol=1e-3, msg="Brownian bridge covariance")
