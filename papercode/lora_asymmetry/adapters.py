@@ -36,7 +36,7 @@ def slot_seed(seed: int,  # the run's seed
 
 def _check_mode(train, frozen_init, r, alpha):
     if train not in TRAIN: raise ValueError(f"train: unknown {train!r} (use 'B' = freeze A, 'A' = freeze B, or 'AB' = both trained)")
-    init = frozen_init or ("kaiming" if train == "AB" else "orthonormal")
+    init = ("kaiming" if train == "AB" else "orthonormal") if frozen_init is None else frozen_init
     if init not in INITS: raise ValueError(f"frozen_init: unknown {frozen_init!r} (use one of {INITS})")
     if not isinstance(r, int) or isinstance(r, bool) or r < 1: raise ValueError(f"r: must be a positive integer, got {r!r}")
     alpha = 2.0 * r if alpha is None else alpha
@@ -51,6 +51,7 @@ def init_factors(W0: Tensor,  # (d_out, d_in) the pretrained weight
                  ) -> tuple[Tensor, Tensor]:
     "The initial `(A, B)` of one layer in W0's dtype and device: the frozen factor drawn, the trained one zero."
     init, _ = _check_mode(train, frozen_init, r, 1.0)
+    if not isinstance(W0, Tensor) or W0.ndim != 2: raise ValueError(f"W0: expected a 2-d (d_out, d_in) weight, got {tuple(getattr(W0, 'shape', ())) or type(W0).__name__}")
     d_out, d_in = W0.shape
     if init in ("orthonormal", "svd") and r > min(d_in, d_out) and (init == "svd" or r > (d_in if train != "A" else d_out)):
         raise ValueError(f"r: {r} is larger than the layer allows for {init} factors (d_out, d_in) = {(d_out, d_in)}")
@@ -84,7 +85,8 @@ class AsymLoRALinear(nn.Module):
         if not isinstance(base, nn.Linear): raise ValueError(f"base: expected an nn.Linear, got {type(base).__name__}")
         self.frozen_init, self.alpha = _check_mode(train, frozen_init, r, alpha)
         self.train_factor, self.r, self.seed = train, r, int(seed)
-        if not bool(torch.isfinite(base.weight).all()): raise ValueError("base: weight contains NaN or inf")
+        for n, p in base.named_parameters():
+            if not bool(torch.isfinite(p).all()): raise ValueError(f"base: {n} contains NaN or inf")
         self.base = base
         for p in base.parameters(): p.requires_grad_(False)
         A, B = init_factors(base.weight, r, train, self.frozen_init, seed)
@@ -306,19 +308,18 @@ def save_adapter(adapter: AsymLora | nn.Module,  # from `asymmetric_lora`, or an
         raise ValueError(f"adapter: expected an AsymLora (from asymmetric_lora) or a module with AsymLoRALinear layers, got {type(adapter).__name__}")
     sp = adapter.spec
     if store_A == "seed" and sp.train == "AB": raise ValueError("store_A='seed': both factors are trained, nothing can be rebuilt from a seed (use 'full')")
-    if sp.dropout or any(p.requires_grad for n, p in adapter.model.named_parameters() if "lora_" not in n):
-        extra = [n for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n]
-        if extra: raise ValueError(f"adapter: trains parameters outside the adapters ({extra[:3]}); save those separately")
+    extra = [n for n, p in adapter.model.named_parameters() if p.requires_grad and "lora_" not in n]
+    if extra: raise ValueError(f"adapter: trains parameters outside the adapters ({extra[:3]}); save those separately")
     d = Path(path); d.mkdir(parents=True, exist_ok=True)
     facs = adapter.factors()
     for s, f in facs.items():
         if not (bool(torch.isfinite(f.A).all()) and bool(torch.isfinite(f.B).all())): raise ValueError(f"adapter: slot {s!r} contains NaN or inf")
     meta = dict(format="papercode.lora_asymmetry/1", store_A=store_A, train=sp.train, frozen_init=sp.frozen_init, r=sp.r,
-                alpha=sp.alpha, seed=sp.seed, target_modules=list(sp.target_modules), slots=list(sp.slots),
+                alpha=sp.alpha, seed=sp.seed, dropout=sp.dropout, target_modules=list(sp.target_modules), slots=list(sp.slots),
                 frozen_sha256={s: _sha(f.A if sp.train == "B" else f.B) for s, f in facs.items()} if sp.train != "AB" else {})
     for old in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json"): (d / old).unlink(missing_ok=True)
     if store_A == "full":
-        write_peft_adapter(d, facs, dict(target_modules=list(sp.target_modules)))
+        write_peft_adapter(d, facs, dict(target_modules=list(sp.target_modules), lora_dropout=sp.dropout))
     else:
         from safetensors.torch import save_file
         key = "lora_B" if sp.train == "B" else "lora_A"
@@ -342,7 +343,7 @@ def load_adapter(path: str | Path,  # a directory written by `save_adapter`
     if meta.get("format") == LAYERS_FORMAT: return _load_layers(d, meta, model)
     sd = load_file(str(st))
     asym = asymmetric_lora(model, target_modules=meta["target_modules"], r=meta["r"], alpha=meta["alpha"],
-                           train=meta["train"], frozen_init=meta["frozen_init"], seed=meta["seed"])
+                           train=meta["train"], frozen_init=meta["frozen_init"], seed=meta["seed"], dropout=meta.get("dropout", 0.0))
     if list(asym.spec.slots) != meta["slots"]: raise ValueError(f"{d}: the model's adapted layers {list(asym.spec.slots)[:3]}... differ from the file's")
     for s, m in asym.layers().items():
         la, lb = m.lora_A["default"].weight, m.lora_B["default"].weight

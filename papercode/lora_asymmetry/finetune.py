@@ -95,6 +95,8 @@ def digits_task(shift: str = "permute",  # one of SHIFTS
                 ) -> DigitsTask:
     "A shifted digits task: permuted labels (a seeded derangement) or transformed images."
     if shift not in SHIFTS: raise ValueError(f"shift: unknown {shift!r} (use one of {SHIFTS})")
+    bad = [k for k in ood if k not in SHIFTS]
+    if bad: raise ValueError(f"ood: unknown shifts {bad} (use names of {SHIFTS})")
     if not isinstance(n_train, int) or not 10 <= n_train <= N_PRETRAIN: raise ValueError(f"n_train: must be an integer in [10, {N_PRETRAIN}], got {n_train!r}")
     X, y = _digits()
     rng = np.random.default_rng(seed)
@@ -144,17 +146,22 @@ def finetune(task: DigitsTask,  # from `digits_task`
     if mode not in MODES: raise ValueError(f"mode: unknown {mode!r} (use one of {MODES})")
     if not isinstance(steps, int) or steps < 1: raise ValueError(f"steps: must be a positive integer, got {steps!r}")
     if not (lr > 0 and np.isfinite(lr)): raise ValueError(f"lr: must be a finite number > 0, got {lr!r}")
+    if not isinstance(eval_every, int) or eval_every < 1: raise ValueError(f"eval_every: must be a positive integer, got {eval_every!r}")
     for name in ("X_train", "y_train", "X_test", "y_test"):
         t = getattr(task, name)
         if t.numel() == 0: raise ValueError(f"task: {name} is empty")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()): raise ValueError(f"task: {name} contains NaN or inf")
-    if task.X_train.shape[0] != task.y_train.shape[0]: raise ValueError(f"task: {task.X_train.shape[0]} training images but {task.y_train.shape[0]} labels")
+    sets = {"train": (task.X_train, task.y_train), "test": (task.X_test, task.y_test), **{f"ood {k!r}": v for k, v in task.ood.items()}}
+    for name, (X, y) in sets.items():  # a mismatch would broadcast into a wrong accuracy
+        if y.ndim != 1 or y.shape[0] != X.shape[0]: raise ValueError(f"task: {name} labels must be ({X.shape[0]},), one per input, got {tuple(y.shape)}")
+        if y.is_floating_point() or y.dtype == torch.bool: raise ValueError(f"task: {name} labels must be integer class indices, got {y.dtype}")
+        if X.shape[1:] != task.X_train.shape[1:]: raise ValueError(f"task: {name} inputs are {tuple(X.shape[1:])} each, the training inputs {tuple(task.X_train.shape[1:])}")
     dev = torch.device(device or "cpu")
     net = copy.deepcopy(base if base is not None else pretrain_digits()).to(dev)
     for p in net.parameters(): p.requires_grad_(False)
     train = "AB" if mode == "lorafa" else mode
     asym = asymmetric_lora(net, target_modules=list(targets), r=r, train=train,
-                           frozen_init=frozen_init or ("kaiming" if train == "AB" else None), seed=seed)
+                           frozen_init=("kaiming" if train == "AB" else None) if frozen_init is None else frozen_init, seed=seed)
     if mode == "lorafa":
         from peft.optimizers import create_lorafa_optimizer
         opt = create_lorafa_optimizer(asym.model, r=r, lora_alpha=int(asym.spec.alpha), lr=lr)
@@ -165,7 +172,12 @@ def finetune(task: DigitsTask,  # from `digits_task`
     model = asym.model
     curve, first = {}, None
     for k in range(steps + 1):
-        loss = F.cross_entropy(model(Xtr), ytr)
+        logits = model(Xtr)
+        if k == 0:  # labels outside the head's classes: a clear error, never a silently zero accuracy
+            for name, (_, y) in sets.items():
+                if y.numel() and (int(y.min()) < 0 or int(y.max()) >= logits.shape[-1]):
+                    raise ValueError(f"task: {name} labels must lie in [0, {logits.shape[-1]}) for the model's {logits.shape[-1]} outputs, got [{int(y.min())}, {int(y.max())}]")
+        loss = F.cross_entropy(logits, ytr)
         lv = loss.item()
         if not np.isfinite(lv): raise ValueError(f"loss: became {lv} at step {k} (lower lr?)")
         if first is None: first = lv
@@ -243,6 +255,12 @@ def load_minilm():
     tok, enc = _minilm_files()
     return tok, copy.deepcopy(enc)
 
+def _check_fits(tok, pairs, max_len):
+    "Refuse a `max_len` whose truncation would cut a (template, word) sentence's word: its label would then be noise."
+    for tpl, w in set(pairs):
+        need = len(tok.tokenize(tpl.split("{}")[0] + w)) + 2  # [CLS], the text up to the word's last piece, [SEP]
+        if need > max_len: raise ValueError(f"max_len: {max_len} tokens cut {w!r} out of {tpl.format(w)!r} (needs {need})")
+
 def _category_task(n_train, n_test, seed, max_len, root):
     tok = _minilm_files()[0]
     nouns = {w: c for w, c in wordnet_nouns(root=root).items() if len(tok.tokenize(w)) == 1}  # words MiniLM knows whole
@@ -255,7 +273,9 @@ def _category_task(n_train, n_test, seed, max_len, root):
         split["train"].append(ws[:len(ws) // 2]); split["test"].append(ws[len(ws) // 2:])
     def draw(groups, n):  # a class with equal probability, then one of its words
         ys = rng.integers(len(CATEGORIES), size=n); tpl = rng.integers(len(CATEGORY_TEMPLATES), size=n)
-        texts = [CATEGORY_TEMPLATES[t].format(groups[y][rng.integers(len(groups[y]))]) for y, t in zip(ys, tpl)]
+        pairs = [(CATEGORY_TEMPLATES[t], groups[y][rng.integers(len(groups[y]))]) for y, t in zip(ys, tpl)]
+        _check_fits(tok, pairs, max_len)
+        texts = [t.format(w) for t, w in pairs]
         ids = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")["input_ids"]
         return ids, torch.from_numpy(ys.astype(np.int64))
     Xtr, ytr = draw(split["train"], n_train); Xte, yte = draw(split["test"], n_test)
@@ -265,13 +285,14 @@ def text_task(kind: str = "polarity",  # "polarity" (valence > 0), "intensity" (
               *, n_train: int = 256,  # training sentences
               n_test: int = 512,  # test sentences (words never seen in training)
               seed: int = 0,  # word split, templates and sampling
-              max_len: int = 12,  # tokens per sentence (padded; the templates need at most 10 for one-piece words)
+              max_len: int = 12,  # tokens per sentence (padded; the templates need at most 10 for one-piece words; one that cuts a word is refused)
               wordnet: str | Path | None = None,  # "category": WordNet's dict folder (default: see `wordnet_dir`)
               ) -> DigitsTask:
     "Sentences built from VADER's strong words (sentiment) or WordNet nouns (category: animal, plant, food, artifact) in fixed templates, tokenised for MiniLM; train and test words are disjoint."
     if kind not in TEXT_KINDS: raise ValueError(f"kind: unknown {kind!r} (use one of {TEXT_KINDS})")
     for name, v in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(v, int) or v < 2: raise ValueError(f"{name}: must be an integer >= 2, got {v!r}")
+    if not isinstance(max_len, int) or max_len < 3: raise ValueError(f"max_len: must be an integer >= 3, got {max_len!r}")
     if kind == "category": return _category_task(n_train, n_test, seed, max_len, wordnet)
     lex = vader_words()
     words = sorted(lex)
@@ -284,6 +305,7 @@ def text_task(kind: str = "polarity",  # "polarity" (valence > 0), "intensity" (
     def draw(ws, n):
         pick = rng.choice(len(ws), size=n); tpl = rng.choice(len(TEMPLATES), size=n)
         texts = [TEMPLATES[t].format(ws[i]) for i, t in zip(pick, tpl)]
+        _check_fits(tok, [(TEMPLATES[t], ws[i]) for i, t in zip(pick, tpl)], max_len)
         ids = tok(texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")["input_ids"]
         return ids, torch.tensor([label(lex[ws[i]]) for i in pick])
     Xtr, ytr = draw(split["train"], n_train); Xte, yte = draw(split["test"], n_test)

@@ -28,6 +28,7 @@ def orthonormal(r: int,  # rows (the adapter's rank)
     for name, v in (("r", r), ("d", d)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name}: must be a positive integer, got {v!r}")
     if r > d: raise ValueError(f"r: {r} orthonormal rows do not exist in dimension d = {d} (need r <= d)")
+    if not dtype.is_floating_point: raise ValueError(f"dtype: must be a floating-point dtype, got {dtype}")
     g = torch.Generator().manual_seed(int(seed))
     G = torch.randn(d, r, generator=g, dtype=torch.float64)
     Q, R = torch.linalg.qr(G)  # Q: (d, r)
@@ -117,6 +118,7 @@ def spectrum_values(spectrum: str | Tensor,  # "isotropic" | "decay" | "low_rank
         if lam.numel() != d: raise ValueError(f"spectrum: {lam.numel()} eigenvalues for d = {d}")
         if not bool(torch.isfinite(lam).all()) or bool((lam < 0).any()): raise ValueError("spectrum: eigenvalues must be finite and >= 0")
         return lam
+    if not math.isfinite(power): raise ValueError(f"power: must be a finite number, got {power!r}")
     j = torch.arange(1, d + 1, dtype=torch.float64)
     if spectrum == "isotropic": return torch.ones(d, dtype=torch.float64)
     if spectrum == "decay": return j ** (-float(power))
@@ -138,13 +140,14 @@ def asymmetry_mc(d: int,  # width of the square layer (d_in = d_out = d)
                  delta: Tensor | None = None,  # (d, d) Δ; None: standard Gaussian from the seed
                  ) -> AsymmetryMC:
     "L_A and L_B over Haar-random frozen factors (Theorem 4.3), with the exact mean of L_A."
-    if not isinstance(n_draws, int) or n_draws < 1: raise ValueError(f"n_draws: must be a positive integer, got {n_draws!r}")
-    if not isinstance(d, int) or not isinstance(r, int) or r < 1 or d < 1: raise ValueError(f"d, r: must be positive integers, got {d!r}, {r!r}")
+    if not isinstance(n_draws, int) or isinstance(n_draws, bool) or n_draws < 1: raise ValueError(f"n_draws: must be a positive integer, got {n_draws!r}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (d, r)): raise ValueError(f"d, r: must be positive integers, got {d!r}, {r!r}")
     if r > d: raise ValueError(f"r: {r} orthonormal directions do not exist in dimension d = {d} (need r <= d)")
     lam = spectrum_values(spectrum, d, r, power)
     g = torch.Generator().manual_seed(int(seed))
     if delta is None: delta = torch.randn(d, d, generator=g, dtype=torch.float64)
-    elif tuple(delta.shape) != (d, d): raise ValueError(f"delta: must be ({d}, {d}), got {tuple(delta.shape)}")
+    elif not isinstance(delta, Tensor) or tuple(delta.shape) != (d, d): raise ValueError(f"delta: must be a ({d}, {d}) tensor, got {tuple(getattr(delta, 'shape', ())) or type(delta).__name__}")
+    elif not bool(torch.isfinite(delta).all()): raise ValueError("delta: contains NaN or inf")
     delta = delta.double()
     K = (delta * lam) @ delta.T  # ΔΣΔᵀ
     total = float(torch.trace(K))
@@ -183,10 +186,10 @@ def info_bound(shapes: Sequence[tuple[int, int]],  # (d_out, d_in) of every adap
     shapes = [tuple(s) for s in shapes]
     if not shapes: raise ValueError("shapes: no adapted matrices given")
     if any(len(s) != 2 or min(s) < 1 for s in shapes): raise ValueError(f"shapes: each must be (d_out, d_in) with positive sizes, got {shapes}")
-    if mode != "full" and (not isinstance(r, int) or r < 1): raise ValueError(f"r: must be a positive integer, got {r!r}")
-    if not isinstance(n, int) or n < 1: raise ValueError(f"n: must be a positive integer, got {n!r}")
-    if bits < 1: raise ValueError(f"bits: must be >= 1, got {bits!r}")
-    if not sigma > 0: raise ValueError(f"sigma: must be > 0, got {sigma!r}")
+    if mode != "full" and (not isinstance(r, int) or isinstance(r, bool) or r < 1): raise ValueError(f"r: must be a positive integer, got {r!r}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1: raise ValueError(f"n: must be a positive integer, got {n!r}")
+    if not (bits >= 1 and math.isfinite(bits)): raise ValueError(f"bits: must be a finite number >= 1, got {bits!r}")
+    if not (sigma > 0 and math.isfinite(sigma)): raise ValueError(f"sigma: must be a finite number > 0, got {sigma!r}")
     count = {"AB": lambda o, i: r * (o + i), "B": lambda o, i: r * o, "A": lambda o, i: r * i, "full": lambda o, i: o * i}[mode]
     p = sum(count(o, i) for o, i in shapes)
     return Bound(math.sqrt(2 * sigma ** 2 * math.log(2) * bits * p / n), p, mode, r, n, bits, float(sigma))
@@ -199,6 +202,7 @@ def subspace_similarity(X: Tensor,  # (d, r_X) a factor B (columns) — or (r_X,
                         ) -> float:
     "‖Q_Xᵀ Q_Y‖²_F / min(r_X, r_Y): overlap of two subspaces, invariant to (B, A) → (BR, R⁻¹A) (App. A analogue)."
     if side not in ("col", "row"): raise ValueError(f"side: must be 'col' or 'row', got {side!r}")
+    if not 0 <= tol < 1: raise ValueError(f"tol: must be a relative cut-off in [0, 1), got {tol!r}")
     for name, t in (("X", X), ("Y", Y)):
         if not isinstance(t, Tensor) or t.ndim != 2: raise ValueError(f"{name}: expected a 2-d tensor, got {getattr(t, 'shape', type(t))}")
         if not bool(torch.isfinite(t).all()): raise ValueError(f"{name}: contains NaN or inf")

@@ -291,3 +291,14 @@ def test_save_adapter_of_a_bare_layer_and_bad_input(tmp_path):
         save_adapter(ours, tmp_path / "x3")  # nothing left out: no warning
     with torch.no_grad(): ours.fc1.B[0, 0] = float("nan")
     with pytest.raises(ValueError, match="layer 'fc1' contains NaN"): save_adapter(ours, tmp_path / "nan")
+
+
+@pytest.mark.parametrize("store_A", ["seed", "full"])
+def test_adapter_dropout_survives_save_and_load(tmp_path, store_A):
+    asym = asymmetric_lora(_bert(), target_modules=["query"], r=2, seed=1, dropout=0.1)
+    d = save_adapter(asym, tmp_path / store_A, store_A=store_A)
+    back = load_adapter(d, _bert())
+    assert back.spec.dropout == 0.1
+    assert all(m.lora_dropout["default"].p == 0.1 for m in back.layers().values())  # PEFT's own dropout layers
+    if store_A == "full":
+        assert peft.PeftConfig.from_pretrained(str(d)).lora_dropout == 0.1

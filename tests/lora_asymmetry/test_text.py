@@ -50,6 +50,9 @@ def test_text_task_bad_input():
     from papercode.lora_asymmetry.finetune import text_task
     with pytest.raises(ValueError, match="kind"): text_task("sarcasm")
     with pytest.raises(ValueError, match="n_train"): text_task(n_train=1)
+    # truncation that drops the word would keep its label on a sentence without it
+    with pytest.raises(ValueError, match=r"max_len: 5 tokens cut '\w+' out of '.+' \(needs \d+\)"): text_task(n_train=20, n_test=20, max_len=5)
+    with pytest.raises(ValueError, match="max_len: must be an integer >= 3"): text_task(max_len=2)
 
 
 def test_probe_beats_chance_and_b_only_keeps_a_frozen():

@@ -76,6 +76,10 @@ def test_batched_monte_carlo_matches_a_loop_of_single_draws():
 @pytest.mark.parametrize("spectrum", ["isotropic", "decay", "low_rank"])
 def test_mean_of_L_A_is_one_minus_r_over_d_for_any_spectrum(spectrum):
     mc = asymmetry_mc(32, 4, spectrum, n_draws=2000, seed=77)
+    # the zero adapter's loss tr(ΔΣΔᵀ) from Δ's seed and the spectrum written out here, not read from the code
+    lam = {"isotropic": np.ones(32), "decay": 1 / np.arange(1, 33), "low_rank": (np.arange(32) < 4).astype(float)}[spectrum]
+    D = torch.randn(32, 32, generator=torch.Generator().manual_seed(77), dtype=torch.float64).numpy()
+    assert_close(mc.total, float(np.einsum("ij,j,ij->", D, lam, D)), rtol=1e-12)
     se = float(mc.L_A.std()) / 2000 ** 0.5
     assert abs(mc.mean_A - mc.theory_A) < 5 * se + 1e-12
 
