@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..core.models.llm import sequence_logps
+from ..core.utils import installed
 
 # %% auto #0
 __all__ = ['CHARS', 'char_tokenizer', 'tiny_llama', 'CausalLMPolicy', 'CachedBatch', 'cache_last_blocks', 'cached_logps',
@@ -20,8 +21,12 @@ __all__ = ['CHARS', 'char_tokenizer', 'tiny_llama', 'CausalLMPolicy', 'CachedBat
 # %% ../../nbs/05_aot/30_lm.ipynb #36ea75c6
 CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 +-=*/.,:;?!'\"()\n"
 
+def _need_transformers(fn):
+    if not installed("transformers", "tokenizers"): raise ImportError(f'{fn}: needs transformers (pip install -e ".[llm]")')
+
 def char_tokenizer(chars: str = CHARS):
     "A transformers fast tokenizer with one token per character (<pad> 0, <eos> 1, <bos> 2, <unk> 3)."
+    _need_transformers("char_tokenizer")
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, **{c: i + 4 for i, c in enumerate(dict.fromkeys(chars))}}
@@ -37,6 +42,7 @@ def tiny_llama(vocab_size: int,  # tokenizer's vocabulary size
                context: int = 256,  # max_position_embeddings
                seed: int = 0):
     "A randomly initialised `LlamaForCausalLM` built from a config (no download), in eval mode."
+    _need_transformers("tiny_llama")
     from transformers import LlamaConfig, LlamaForCausalLM
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=context,
@@ -67,6 +73,9 @@ class CachedBatch:
     k: int  # number of trained (last) blocks
 
 def _batch(tok, prompts, answers, ctx):
+    if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
+    if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
+    if not len(prompts): raise ValueError("prompts: is empty")
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     seqs = [(tok(p).input_ids, tok(y, add_special_tokens=False).input_ids) for p, y in zip(prompts, answers)]
     L = max(len(p) + len(y) for p, y in seqs)
@@ -120,6 +129,7 @@ def cached_logps(model: nn.Module,  # the same model (its last k blocks may have
 def train_last_blocks(model: nn.Module, k: int) -> list:
     "Freeze everything but the last k blocks, the final norm and the head; return the trainable parameters."
     inner = _blocks(model); L = len(inner.layers)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= L: raise ValueError(f"k: must be in 1..{L}, got {k!r}")
     for p in model.parameters(): p.requires_grad_(False)
     train = [p for m in (*inner.layers[L - k:], inner.norm, model.lm_head) for p in m.parameters()]
     for p in train: p.requires_grad_(True)
@@ -169,6 +179,8 @@ class CachedLMPolicy(nn.Module):
         if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
         if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
         if not prompts: raise ValueError("prompts: is empty")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         for j, layer in enumerate(inner.layers[:L - k]):
             if any(p.requires_grad for p in layer.parameters()):
                 raise ValueError(f"model: block {j} has trainable parameters but lies below the last {k} blocks; its "
@@ -203,6 +215,8 @@ class CachedLMPolicy(nn.Module):
 
     def logps(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
         "log π(answer | prompt) for cached pairs, (n,), differentiable in the last k blocks."
+        if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
+        if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
         missing = [(p, a) for p, a in zip(prompts, answers) if (p, a) not in self.index]
         if missing: raise KeyError(f"logps: {len(missing)} pairs were not cached, e.g. {missing[0]!r}")
         idx = torch.tensor([self.index[pa] for pa in zip(prompts, answers)], device=self.hidden.device)

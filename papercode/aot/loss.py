@@ -5,6 +5,7 @@
 # %% ../../nbs/05_aot/10_loss.ipynb #71dc318f
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,13 @@ class PreferenceLoss:
     "A pairwise (or KTO-style) preference loss on one batch."
     loss: torch.Tensor  # () the batch mean, differentiable
     losses: torch.Tensor  # (n,) per-pair losses ((n + m,) for the KTO-style loss: chosen first)
-    margins: torch.Tensor  # (n,) z_i, the policy's minus the reference's chosen-vs-rejected log ratio (detached)
+    margins: torch.Tensor  # (n,) z_i, the policy's minus the reference's chosen-vs-rejected log ratio (detached);
+                           # KTO-style: u_i - v_i on the first min(n, m) entries of the two unpaired sets
     kind: str  # "dpo", "ipo" or "kto"
     beta: float  # β
 
 def _finite_pos(v, name, *, strict=True):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise ValueError(f"{name}: expected a number, got {v!r}")
     v = float(v)
     if not (v == v and abs(v) != float("inf")) or (v <= 0 if strict else v < 0):
@@ -53,7 +55,7 @@ def check_logps(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_log
     return c, r, rc, rr
 
 def _smoothing(s):
-    if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0.0 <= s < 0.5):
+    if isinstance(s, bool) or not isinstance(s, numbers.Real) or not (0.0 <= s < 0.5):
         raise ValueError(f"label_smoothing: must lie in [0, 0.5), got {s!r}")
     return float(s)
 
@@ -133,7 +135,7 @@ def soft_sort(x: torch.Tensor,  # (n,) or (B, n) values
     "Ascending soft sort, NeuralSort relaxation (Grover et al. 2019): P̂ x with row-softmax scores."
     x = check_tensor(x, "x", ndim=(1, 2))
     if not x.is_floating_point(): raise ValueError(f"x: expected floating-point values, got {x.dtype}")
-    reg = _finite_pos(reg, "soft_reg")
+    reg = _finite_pos(reg, "reg")
     xb = x if x.ndim == 2 else x[None]
     n = xb.shape[-1]
     A = (xb[:, :, None] - xb[:, None, :]).abs().sum(-1)  # (B, n) Σ_k |x_j - x_k|
@@ -181,7 +183,7 @@ def aot_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
     beta = _finite_pos(beta, "beta", strict=(h == "logistic"))
     s = _smoothing(label_smoothing)
     if s and h != "logistic": raise ValueError(f"label_smoothing: defined for h='logistic' only, got h={h!r}")
-    if sort == "soft": soft_reg = _finite_pos(soft_reg, "soft_reg")
+    soft_reg = _finite_pos(soft_reg, "soft_reg")  # checked even when unused, as every other argument
     if variant == "unpaired": u, v = c - rc, r - rr
     else: u, v = c - r, rc - rr
     us, u_perm = torch.sort(u)

@@ -50,6 +50,8 @@ def review_prompts(subjects: Sequence[str] = SUBJECTS) -> list[tuple[str, str]]:
 def vader_reward(texts: Sequence[str]) -> np.ndarray:
     "VADER's compound sentiment score in [-1, 1] of each text (the judge)."
     if isinstance(texts, str): raise ValueError("texts: expected a list of strings, got a single string")
+    texts = list(texts); bad = next((j for j, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None: raise ValueError(f"texts: entry {bad} is not a string ({type(texts[bad]).__name__})")
     if not installed("vaderSentiment"): raise ImportError(f"vader_reward: needs vaderSentiment ({VADER_INSTALL})")
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
     an = SentimentIntensityAnalyzer()
@@ -253,6 +255,7 @@ def compare_rewards(policy: np.ndarray,  # (n,) judge scores of the policy's con
                     base: np.ndarray,  # (n,) the base model's, same prompts and sample slots
                     *, n_boot: int = 2000, seed: int = 0) -> dict:
     "Mean difference, win rate (ties count ½) and ε(policy ≻ base), each (value, low, high) with a 95% paired bootstrap."
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1: raise ValueError(f"n_boot: expected a positive integer, got {n_boot!r}")
     policy, base = np.asarray(policy, float), np.asarray(base, float)
     if policy.shape != base.shape or policy.ndim != 1 or len(policy) < 2:
         raise ValueError(f"policy, base: expected two 1-D arrays of the same length >= 2, got {policy.shape} and {base.shape}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -158,6 +159,7 @@ class BanditLM(nn.Module):
 
     def preferences(self, n: int, *, seed: int = 0) -> PreferenceData:
         "n paired triplets: x uniform, two distinct answers uniform, labelled by Bradley–Terry on r*."
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1: raise ValueError(f"n: expected a positive integer, got {n!r}")
         g = torch.Generator().manual_seed(seed)
         P, K = self.reward.shape
         x = torch.randint(0, P, (n,), generator=g)
@@ -169,6 +171,7 @@ class BanditLM(nn.Module):
 
     def unpaired_sets(self, n: int, *, seed: int = 0) -> PreferenceData:
         "n good and n bad (prompt, answer) pairs: uniform draws split at the median true reward."
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1: raise ValueError(f"n: expected a positive integer, got {n!r}")
         g = torch.Generator().manual_seed(seed)
         P, K = self.reward.shape
         x = torch.randint(0, P, (2 * n,), generator=g); y = torch.randint(0, K, (2 * n,), generator=g)
@@ -230,6 +233,8 @@ def train_preference(policy: nn.Module,  # a model with `logps(prompts, answers)
     if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1: raise ValueError(f"batch_size: expected a positive integer, got {bs!r}")
     if not hasattr(policy, "logps"): raise TypeError("policy: needs a method logps(prompts, answers) -> (n,) tensor")
     kw = dict(loss_kw or {})
+    if name in ("paot", "uaot") and "variant" in kw:
+        raise ValueError(f"loss_kw: 'variant' is fixed by loss={name!r} ('paot': paired, 'uaot': unpaired)")
     ev = data if eval_data is None else eval_data
     t0 = time.perf_counter()
     with torch.no_grad():  # the reference is the initial policy

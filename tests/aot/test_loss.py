@@ -170,15 +170,15 @@ def test_soft_aot_is_close_to_hard_aot_and_has_gradients():
     assert (far - hard.loss).abs() > 1e-4
 
 
-def test_label_smoothing():
+@pytest.mark.parametrize("variant", ["paired", "unpaired"])
+def test_label_smoothing(variant):
+    "(1 - s) log(1 + e^{-βδ}) + s log(1 + e^{βδ}) on the sorted differences, δ computed here with NumPy."
     c, r, rc, rr = _batch(16, seed=8)
-    a0 = aot_loss(c, r, rc, rr, beta=0.2)
-    assert_close(aot_loss(c, r, rc, rr, beta=0.2, label_smoothing=0.0).loss, a0.loss, rtol=0)
-    s = 0.3
-    smooth = aot_loss(c, r, rc, rr, beta=0.2, label_smoothing=s)
-    flipped = aot_loss(c, r, rc, rr, beta=0.2, label_smoothing=0.0).losses  # -log σ(βδ)
-    other = -torch.nn.functional.logsigmoid(-0.2 * a0.delta)
-    assert_close(smooth.losses, (1 - s) * flipped + s * other, rtol=1e-12)
+    u, v = (t.numpy() for t in _uv(c, r, rc, rr, variant))
+    d = np.sort(u) - np.sort(v)
+    for s in (0.0, 0.3):
+        want = (1 - s) * np.log1p(np.exp(-0.2 * d)) + s * np.log1p(np.exp(0.2 * d))
+        assert_close(aot_loss(c, r, rc, rr, variant=variant, beta=0.2, label_smoothing=s).losses, want, rtol=1e-12)
 
 
 def test_dpo_ipo_kto_closed_forms():
@@ -209,3 +209,20 @@ def test_bad_input_for_the_baselines(fn):
         fn(z, z, z, z, beta=-1.0)
     with pytest.raises(ValueError, match="rejected_logps: is empty"):
         fn(z, torch.zeros(0), z, torch.zeros(0))
+
+
+def test_soft_reg_is_checked_even_with_the_hard_sort():
+    z = torch.zeros(4)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="soft_reg: must be > 0"):
+            aot_loss(z, z, z, z, soft_reg=bad)
+    with pytest.raises(ValueError, match="^reg: must be > 0"):  # soft_sort names its own argument
+        soft_sort(torch.randn(3), reg=0.0)
+
+
+def test_numpy_scalars_are_numbers():
+    "β and s given as NumPy scalars (e.g. read from an array of settings) give the float result."
+    c, r, rc, rr = _batch(9, seed=12)
+    want = aot_loss(c, r, rc, rr, beta=float(np.float32(0.25)), label_smoothing=0.125).loss
+    assert_close(aot_loss(c, r, rc, rr, beta=np.float32(0.25), label_smoothing=np.float64(0.125)).loss, want, rtol=0)
+    assert_close(dpo_loss(c, r, rc, rr, beta=np.float64(0.1)).loss, dpo_loss(c, r, rc, rr, beta=0.1).loss, rtol=0)

@@ -198,3 +198,9 @@ def test_lm_matched_reads_each_trace_at_the_smallest_final_kl():
     assert target.tolist() == [2, 3]  # per seed, the smaller of the two final KLs
     assert at["dpo"].tolist() == [2, 3]
     assert at["paot"].tolist() == [1, 4]  # interpolated on paot's own path: KL 2 is step 1; KL 3 lies on the flat part
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="n_boot: expected a positive integer"): compare_rewards(np.ones(5), np.zeros(5), n_boot=0)
+    with pytest.raises(ValueError, match="n_boot: expected a positive integer"): compare_rewards(np.ones(5), np.zeros(5), n_boot=-3)
+    with pytest.raises(ValueError, match=r"texts: entry 1 is not a string \(NoneType\)"): vader_reward(["fine", None])
