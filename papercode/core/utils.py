@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import platform
 import random
@@ -15,8 +16,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'PeakRSS', 'torch_threads',
-           'one_thread', 'installed', 'optional_triton', 'run_in_child', 'vader_words']
+__all__ = ['resolve_device', 'device_info', 'seed_everything', 'check_tensor', 'check_weights', 'is_int', 'check_real', 'PeakRSS',
+           'torch_threads', 'one_thread', 'installed', 'optional_triton', 'run_in_child', 'vader_words']
 
 # %% ../../nbs/00_core/00_utils.ipynb #4c529df2
 def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu", "cuda", "cuda:k" or a torch.device
@@ -121,6 +122,22 @@ def check_weights(w,  # (n,) weights, (B, n) with `batch=True`, or None for unif
             bad = s.reshape(-1)[off.reshape(-1)][0].item()
             raise ValueError(f"{name}: weights must sum to {total:g} (got a sum of {bad:.6g}); divide them by their sum")
     return w
+
+# %% ../../nbs/00_core/00_utils.ipynb #4033e67c
+def is_int(v) -> bool:
+    "True for Python and numpy integers, False for bools (which Python counts as integers)."
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+def check_real(name: str,  # the argument's name, used in the error message
+               v,  # the value: a Python, numpy or 0-d torch number
+               pos: bool = True,  # True: must be > 0; False: must be ≥ 0
+               ) -> float:
+    "`v` as a float, finite and > 0 (`pos`) or ≥ 0; a ValueError naming `name` otherwise."
+    try: x = None if isinstance(v, (bool, str, bytes)) else float(v)
+    except (TypeError, ValueError, RuntimeError): x = None
+    if x is None or not math.isfinite(x) or (x <= 0 if pos else x < 0):
+        raise ValueError(f"{name}: must be a {'positive' if pos else 'non-negative'} finite number, got {v!r}")
+    return x
 
 # %% ../../nbs/00_core/00_utils.ipynb #83d27962
 def _proc_status_kb(key: str) -> int | None:

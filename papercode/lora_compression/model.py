@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..core.models.llm import _cache_kw  # the key-value cache's keyword: transformers 4 past_key_values, 5 cache
+from ..core.models.llm import cache_kw  # the key-value cache's keyword: transformers 4 past_key_values, 5 cache
 from .compress import JDCompressed
 from .serve import jd_apply, segment_plan
 
@@ -184,7 +184,7 @@ def _phase_once(fwd, prompt, step_tok, new_tokens, dev):
     o = fwd(prompt, use_cache=True, logits_to_keep=1)
     _sync(dev); t1 = time.perf_counter()
     for _ in range(new_tokens):
-        o = fwd(step_tok, **dict([_cache_kw(o)]), use_cache=True)
+        o = fwd(step_tok, **dict([cache_kw(o)]), use_cache=True)
     _sync(dev)
     return t1 - t0, time.perf_counter() - t1
 
@@ -197,7 +197,7 @@ def _swap_once(pm, groups, load, prompt, step_tok, new_tokens, dev):
         o = pm(prompt[idx], use_cache=True, logits_to_keep=1)
         _sync(dev); t1 = time.perf_counter()
         for _ in range(new_tokens):
-            o = pm(step_tok[idx], **dict([_cache_kw(o)]), use_cache=True)
+            o = pm(step_tok[idx], **dict([cache_kw(o)]), use_cache=True)
         _sync(dev)
         tp += t1 - t0; td += time.perf_counter() - t1
     return tp, td

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.utils import check_tensor
-from .bounds import (Bound, Grid, _pos_float, eps_bce_constants, quantize, quantized_bound,
+from ..core.utils import check_real, check_tensor
+from .bounds import (Bound, Grid, eps_bce_constants, quantize, quantized_bound,
                                         rate_distortion_bound)
 from .projections import Projection, SubspaceModel, make_projection
 
@@ -208,7 +208,7 @@ def train_regularized(X,  # (N, p) pool inputs in [0, 1]
         raise ValueError(f"y: labels out of range for a binary task (max {int(y.max())} > 1)")
     if bool((X < 0).any()) or bool((X > 1).any()):
         raise ValueError("X: inputs must lie in [0, 1] (the Lipschitz constant assumes it)")
-    lam = _pos_float(lam, "lam", allow_zero=True)
+    lam = check_real("lam", lam, pos=False)
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise ValueError(f"n: must be a positive int, got {n!r}")
     grid = Grid(K, radius)

@@ -12,7 +12,8 @@ import torch
 
 from ..core.utils import check_tensor
 from .pomfl import TrajectoryResult
-from .priors import LinearPrior, _is_int
+from ..core.utils import is_int
+from .priors import LinearPrior
 
 # %% auto #0
 __all__ = ['Paths', 'sample_paths', 'energy_distance', 'crossing_fraction']
@@ -46,9 +47,9 @@ def sample_paths(result: TrajectoryResult,  # output of `pomfl` / `mfl`
     "Trajectories drawn by chaining the couplings P_i (Lavenant et al. 2024), optionally bridged by the prior."
     if not isinstance(result, TrajectoryResult):
         raise ValueError(f"result: expected a TrajectoryResult, got {type(result).__name__}")
-    if not (_is_int(n_paths) and n_paths >= 1):
+    if not (is_int(n_paths) and n_paths >= 1):
         raise ValueError(f"n_paths: must be a positive integer, got {n_paths!r}")
-    if bridge and not (_is_int(n_bridge) and n_bridge >= 1):
+    if bridge and not (is_int(n_bridge) and n_bridge >= 1):
         raise ValueError(f"n_bridge: must be a positive integer, got {n_bridge!r}")
     X = result.X.double().cpu()
     T, M, _ = X.shape
@@ -93,5 +94,5 @@ def crossing_fraction(paths,  # `Paths`, or (n, K, d) observed trajectories
                       ) -> float:
     "Share of trajectories whose `coord` has opposite signs at the first and the last time."
     y = paths.observed if isinstance(paths, Paths) else check_tensor(paths, "paths", ndim=3, dtype=torch.float64)
-    if not (_is_int(coord) and 0 <= coord < y.shape[2]): raise ValueError(f"coord: must lie in [0, {y.shape[2] - 1}], got {coord}")
+    if not (is_int(coord) and 0 <= coord < y.shape[2]): raise ValueError(f"coord: must lie in [0, {y.shape[2] - 1}], got {coord}")
     return float((torch.sign(y[:, 0, coord]) * torch.sign(y[:, -1, coord]) < 0).double().mean())

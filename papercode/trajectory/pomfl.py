@@ -16,7 +16,8 @@ import torch
 from ..core.ot.costs import DenseCost, PointCloudCost
 from ..core.ot.sinkhorn import SinkhornWarning, sinkhorn
 from ..core.utils import check_tensor, resolve_device
-from .priors import LinearPrior, _check_real, _is_int
+from ..core.utils import check_real, is_int
+from .priors import LinearPrior
 
 # %% auto #0
 __all__ = ['TrajectoryWarning', 'TrajectoryResult', 'em_maps', 'pad_snapshots', 'fit_term', 'dynamics_ot', 'objective', 'pomfl',
@@ -97,7 +98,7 @@ def _cost(xs, ys, dense):
     if dense: return DenseCost(torch.cdist(xs, ys).square())
     return PointCloudCost(xs, ys)
 
-def _check_pos(name, v): return _check_real(name, v)  # a positive finite float (numpy and 0-d torch scalars too)
+def _check_pos(name, v): return check_real(name, v)  # a positive finite float (numpy and 0-d torch scalars too)
 
 def _check_inputs(snapshots, times, prior, allow_unobservable, dtype, device):
     if not isinstance(prior, LinearPrior):
@@ -202,17 +203,17 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
     dev = resolve_device(device)
     Ys, t = _check_inputs(snapshots, times, prior, allow_unobservable, dtype, dev)
     lam, tau, sigma, step = (_check_pos(n, v) for n, v in (("lam", lam), ("tau", tau), ("sigma", sigma), ("step", step)))
-    if not (_is_int(n_particles) and n_particles >= 2):
+    if not (is_int(n_particles) and n_particles >= 2):
         raise ValueError(f"n_particles: need at least 2 particles per time, got {n_particles!r}")
     for n, v in (("n_iter", n_iter), ("sinkhorn_iter", sinkhorn_iter), ("final_iter", final_iter), ("record", record)):
-        if not (_is_int(v) and v >= (1 if n in ("sinkhorn_iter", "final_iter") else 0)):
+        if not (is_int(v) and v >= (1 if n in ("sinkhorn_iter", "final_iter") else 0)):
             raise ValueError(f"{n}: must be a {'positive' if n in ('sinkhorn_iter', 'final_iter') else 'non-negative'} integer, got {v!r}")
     n_particles, n_iter, sinkhorn_iter, final_iter, record = map(int, (n_particles, n_iter, sinkhorn_iter, final_iter, record))
     if anneal is not None:
         if not (isinstance(anneal, (tuple, list)) and len(anneal) == 2):
             raise ValueError(f"anneal: expected (θ₀ > 0, r > 0), got {anneal!r}")
         for k, a in enumerate(anneal): _check_pos(f"anneal[{k}]", a)
-    _check_real("init_scale", init_scale, pos=False)
+    check_real("init_scale", init_scale, pos=False)
     if dtype not in (torch.float32, torch.float64): raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
     T, M, D = len(Ys), n_particles, prior.D
     if cost not in ("auto", "dense", "pointcloud"):

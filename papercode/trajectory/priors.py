@@ -13,17 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core.utils import check_tensor
-
-def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)  # numpy integers too
-
-def _check_real(name, v, pos=True):
-    "`v` as a float, finite and > 0 (`pos`) or ≥ 0; a ValueError naming `name` otherwise."
-    try: x = None if isinstance(v, (bool, str, bytes)) else float(v)
-    except (TypeError, ValueError, RuntimeError): x = None
-    if x is None or not math.isfinite(x) or (x <= 0 if pos else x < 0):
-        raise ValueError(f"{name}: must be a {'positive' if pos else 'non-negative'} finite number, got {v!r}")
-    return x
+from ..core.utils import check_real, check_tensor, is_int
 
 # %% auto #0
 __all__ = ['LinearPrior', 'SimResult', 'simulate', 'harmonic_prior', 'crossing_data', 'orbit_data', 'bistable_data']
@@ -53,13 +43,13 @@ class LinearPrior:
     @classmethod
     def brownian(cls, d: int) -> "LinearPrior":
         "b ≡ 0 and H = I: the latent-free model of MFL."
-        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         return cls(torch.zeros(d, d, dtype=torch.float64), torch.eye(d, dtype=torch.float64), "brownian")
 
     @classmethod
     def constant_velocity(cls, d: int) -> "LinearPrior":
         "x = (p, v) with ṗ = v, v̇ = 0; positions observed."
-        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         A = torch.zeros(2 * d, 2 * d, dtype=torch.float64); A[:d, d:] = torch.eye(d)
         H = torch.zeros(d, 2 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
         return cls(A, H, "constant_velocity")
@@ -67,7 +57,7 @@ class LinearPrior:
     @classmethod
     def constant_acceleration(cls, d: int) -> "LinearPrior":
         "x = (p, v, a) with ṗ = v, v̇ = a, ȧ = 0; positions observed."
-        if not (_is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
         A = torch.zeros(3 * d, 3 * d, dtype=torch.float64)
         A[:d, d:2 * d] = torch.eye(d); A[d:2 * d, 2 * d:] = torch.eye(d)
         H = torch.zeros(d, 3 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
@@ -79,7 +69,7 @@ class LinearPrior:
 def _phi(self: LinearPrior, dt: float,  # step Δt > 0
          ) -> torch.Tensor:  # (D, D) float64
     "The Euler–Maruyama map Φ = I + Δt A of one step of the prior."
-    return torch.eye(self.D, dtype=torch.float64) + _check_real("dt", dt) * self.A
+    return torch.eye(self.D, dtype=torch.float64) + check_real("dt", dt) * self.A
 
 def _transition(self: LinearPrior, dt: float) -> torch.Tensor:
     "The exact mean map e^{AΔt}, `(D, D)` float64."
@@ -89,7 +79,7 @@ def _exact_cov(self: LinearPrior, dt: float,  # step Δt ≥ 0
                tau: float,  # diffusivity τ > 0
                ) -> torch.Tensor:  # (D, D) float64
     "Q(Δt) = τ ∫₀^Δt e^{As} e^{Aᵀs} ds by 24-point Gauss–Legendre quadrature (exact for nilpotent A)."
-    dt, tau = _check_real("dt", dt, pos=False), _check_real("tau", tau)
+    dt, tau = check_real("dt", dt, pos=False), check_real("tau", tau)
     x, w = np.polynomial.legendre.leggauss(24)
     s = torch.as_tensor(0.5 * float(dt) * (x + 1.0), dtype=torch.float64)
     E = torch.linalg.matrix_exp(s[:, None, None] * self.A)  # (24, D, D)
@@ -131,7 +121,7 @@ class SimResult:
         "Unpaired snapshots: at each time a random subset of particles, disjoint across times when N ≥ n·T."
         T, N = self.observed.shape[:2]
         if n is None: return [self.observed[i] for i in range(T)]
-        if not (_is_int(n) and 1 <= n <= N):
+        if not (is_int(n) and 1 <= n <= N):
             raise ValueError(f"n: must be an integer in [1, {N}], got {n!r}")
         g = torch.Generator().manual_seed(int(seed))
         if n * T <= N:
@@ -156,8 +146,8 @@ def simulate(prior: LinearPrior,  # the dynamics prior (A, H)
     t = check_tensor(times, "times", ndim=1, dtype=torch.float64).to(torch.float64)
     if len(t) < 1 or (len(t) > 1 and bool((t[1:] <= t[:-1]).any())):
         raise ValueError("times: must be strictly increasing")
-    tau, obs_noise = _check_real("tau", tau), _check_real("obs_noise", obs_noise, pos=False)
-    if not (_is_int(n_sub) and n_sub >= 1): raise ValueError(f"n_sub: must be a positive integer, got {n_sub!r}")
+    tau, obs_noise = check_real("tau", tau), check_real("obs_noise", obs_noise, pos=False)
+    if not (is_int(n_sub) and n_sub >= 1): raise ValueError(f"n_sub: must be a positive integer, got {n_sub!r}")
     g = torch.Generator().manual_seed(int(seed))
     A = prior.A
     lat, paths, ptimes = [x.clone()], [x.clone()], [t[0].item()]

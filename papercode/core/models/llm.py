@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 
 # %% auto #0
-__all__ = ['MODELS', 'LLM_INSTALL', 'llm_missing', 'LLM', 'load_llm', 'ChoiceScores', 'score_choices', 'sequence_logps',
-           'cache_key', 'cached_scores']
+__all__ = ['MODELS', 'LLM_INSTALL', 'llm_missing', 'LLM', 'load_llm', 'ChoiceScores', 'cache_kw', 'score_choices',
+           'sequence_logps', 'cache_key', 'cached_scores']
 
 # %% ../../../nbs/00_core/models/20_llm.ipynb #b161024a
 MODELS = {
@@ -92,7 +92,7 @@ def _check_choices(prompts, options):
         if isinstance(o, str) or len(o) < 2: raise ValueError(f"options: prompt {i} needs a list of at least 2 options")
         if any((not isinstance(s, str)) or not s for s in o): raise ValueError(f"options: prompt {i} has an empty option")
 
-def _cache_kw(out):
+def cache_kw(out):
     "The key-value cache of a model output (transformers 4: past_key_values, 5: cache)."
     return ("cache", out["cache"]) if "cache" in out.keys() else ("past_key_values", out["past_key_values"])
 
@@ -154,7 +154,7 @@ def _score_batch(llm, prompts, options, pad):
         for j, o in enumerate(flat):
             oid[j, :len(o)] = torch.tensor(o); mask[j, P:P + len(o)] = 1
         opos = pmask.sum(1)[row][:, None] + torch.arange(L)
-        name, cache = _cache_kw(out)
+        name, cache = cache_kw(out)
         cache.reorder_cache(row.to(dev))
         rest = torch.log_softmax(model(oid.to(dev), attention_mask=mask.to(dev), position_ids=opos.to(dev),
                                        **{name: cache}).logits.float(), -1).cpu()
