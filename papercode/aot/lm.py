@@ -72,10 +72,14 @@ class CachedBatch:
     completion: torch.Tensor  # (n, T) bool, the answer's tokens
     k: int  # number of trained (last) blocks
 
-def _batch(tok, prompts, answers, ctx):
+def _check_pairs(prompts, answers, allow_empty=False):
+    "Refuse a string for a list, unequal lengths (zip would cut them silently) and, unless allowed, no pairs."
     if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
     if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
-    if not len(prompts): raise ValueError("prompts: is empty")
+    if not (allow_empty or len(prompts)): raise ValueError("prompts: is empty")
+
+def _batch(tok, prompts, answers, ctx):
+    _check_pairs(prompts, answers)
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     seqs = [(tok(p).input_ids, tok(y, add_special_tokens=False).input_ids) for p, y in zip(prompts, answers)]
     L = max(len(p) + len(y) for p, y in seqs)
@@ -176,9 +180,7 @@ class CachedLMPolicy(nn.Module):
         super().__init__()
         base = _base_model(model); inner = _blocks(base); L = len(inner.layers)
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= L: raise ValueError(f"k: must be in 1..{L}, got {k!r}")
-        if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
-        if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
-        if not prompts: raise ValueError("prompts: is empty")
+        _check_pairs(prompts, answers)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         for j, layer in enumerate(inner.layers[:L - k]):
@@ -215,8 +217,7 @@ class CachedLMPolicy(nn.Module):
 
     def logps(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
         "log π(answer | prompt) for cached pairs, (n,), differentiable in the last k blocks."
-        if isinstance(prompts, str) or isinstance(answers, str): raise ValueError("prompts, answers: expected lists of strings")
-        if len(prompts) != len(answers): raise ValueError(f"answers: {len(answers)} answers for {len(prompts)} prompts")
+        _check_pairs(prompts, answers, allow_empty=True)
         missing = [(p, a) for p, a in zip(prompts, answers) if (p, a) not in self.index]
         if missing: raise KeyError(f"logps: {len(missing)} pairs were not cached, e.g. {missing[0]!r}")
         idx = torch.tensor([self.index[pa] for pa in zip(prompts, answers)], device=self.hidden.device)

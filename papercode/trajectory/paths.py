@@ -10,9 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, is_int
 from .pomfl import TrajectoryResult
-from ..core.utils import is_int
 from .priors import LinearPrior
 
 # %% auto #0

@@ -98,8 +98,6 @@ def _cost(xs, ys, dense):
     if dense: return DenseCost(torch.cdist(xs, ys).square())
     return PointCloudCost(xs, ys)
 
-def _check_pos(name, v): return check_real(name, v)  # a positive finite float (numpy and 0-d torch scalars too)
-
 def _check_inputs(snapshots, times, prior, allow_unobservable, dtype, device):
     if not isinstance(prior, LinearPrior):
         raise ValueError(f"prior: expected a LinearPrior, got {type(prior).__name__}")
@@ -126,7 +124,7 @@ def _check_inputs(snapshots, times, prior, allow_unobservable, dtype, device):
 def _precond(precond, prior, like):
     if precond is None: return torch.ones(prior.D).to(like)
     if isinstance(precond, numbers.Real) and not isinstance(precond, bool):
-        p = torch.ones(prior.D); p[prior.H.abs().sum(0) == 0] = _check_pos("precond", precond)
+        p = torch.ones(prior.D); p[prior.H.abs().sum(0) == 0] = check_real("precond", precond)
         return p.to(like)
     p = check_tensor(precond, "precond", ndim=1, dtype=torch.float64)
     if len(p) != prior.D: raise ValueError(f"precond: has {len(p)} entries, the latent dimension is {prior.D}")
@@ -149,7 +147,7 @@ def dynamics_ot(X: torch.Tensor,  # (T, M, D) latent clouds
     if X.ndim != 3 or X.shape[0] != len(t) or X.shape[2] != prior.D:
         raise ValueError(f"X: expected shape (T={len(t)}, M, D={prior.D}), got {tuple(X.shape)}")
     dt = (t[1:] - t[:-1]).to(X)
-    xs, ys = _scaled(X, em_maps(prior, t, X), _check_pos("tau", tau) * dt)
+    xs, ys = _scaled(X, em_maps(prior, t, X), check_real("tau", tau) * dt)
     return sinkhorn(None, None, _cost(xs, ys, cost == "dense"), 1.0, **sinkhorn_kw)
 
 def objective(X: torch.Tensor,  # (T, M, D) latent clouds
@@ -161,7 +159,7 @@ def objective(X: torch.Tensor,  # (T, M, D) latent clouds
               ) -> float:
     "𝒢(μ_1..μ_T) = λ Σ_i OT_{ε_i}^{c_i}(μ_i, μ_{i+1})/Δt_i + Σ_i w_i Fit_σ(H#μ_i, μ̂_i) at converged couplings."
     X = check_tensor(X, "X", ndim=3, dtype=torch.float64)
-    lam, sigma = _check_pos("lam", lam), _check_pos("sigma", sigma)
+    lam, sigma = check_real("lam", lam), check_real("sigma", sigma)
     Ys, t = _check_inputs(snapshots, times, prior, True, X.dtype, X.device)
     N = torch.tensor([len(Y) for Y in Ys], dtype=torch.float64)
     Yp, wk = pad_snapshots(Ys, (N / N.sum()).tolist())
@@ -202,7 +200,7 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
     "Infer latent particle clouds from unpaired snapshots by mean-field Langevin dynamics (Gu et al. 2024)."
     dev = resolve_device(device)
     Ys, t = _check_inputs(snapshots, times, prior, allow_unobservable, dtype, dev)
-    lam, tau, sigma, step = (_check_pos(n, v) for n, v in (("lam", lam), ("tau", tau), ("sigma", sigma), ("step", step)))
+    lam, tau, sigma, step = (check_real(n, v) for n, v in (("lam", lam), ("tau", tau), ("sigma", sigma), ("step", step)))
     if not (is_int(n_particles) and n_particles >= 2):
         raise ValueError(f"n_particles: need at least 2 particles per time, got {n_particles!r}")
     for n, v in (("n_iter", n_iter), ("sinkhorn_iter", sinkhorn_iter), ("final_iter", final_iter), ("record", record)):
@@ -212,7 +210,7 @@ def pomfl(snapshots,  # T arrays (N_i, d): unpaired observations at each time (N
     if anneal is not None:
         if not (isinstance(anneal, (tuple, list)) and len(anneal) == 2):
             raise ValueError(f"anneal: expected (θ₀ > 0, r > 0), got {anneal!r}")
-        for k, a in enumerate(anneal): _check_pos(f"anneal[{k}]", a)
+        for k, a in enumerate(anneal): check_real(f"anneal[{k}]", a)
     check_real("init_scale", init_scale, pos=False)
     if dtype not in (torch.float32, torch.float64): raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
     T, M, D = len(Ys), n_particles, prior.D

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,6 +13,9 @@ import numpy as np
 import torch
 
 from ..core.utils import check_real, check_tensor, is_int
+
+def _check_d(d):
+    if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
 
 # %% auto #0
 __all__ = ['LinearPrior', 'SimResult', 'simulate', 'harmonic_prior', 'crossing_data', 'orbit_data', 'bistable_data']
@@ -43,13 +45,13 @@ class LinearPrior:
     @classmethod
     def brownian(cls, d: int) -> "LinearPrior":
         "b ≡ 0 and H = I: the latent-free model of MFL."
-        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        _check_d(d)
         return cls(torch.zeros(d, d, dtype=torch.float64), torch.eye(d, dtype=torch.float64), "brownian")
 
     @classmethod
     def constant_velocity(cls, d: int) -> "LinearPrior":
         "x = (p, v) with ṗ = v, v̇ = 0; positions observed."
-        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        _check_d(d)
         A = torch.zeros(2 * d, 2 * d, dtype=torch.float64); A[:d, d:] = torch.eye(d)
         H = torch.zeros(d, 2 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
         return cls(A, H, "constant_velocity")
@@ -57,7 +59,7 @@ class LinearPrior:
     @classmethod
     def constant_acceleration(cls, d: int) -> "LinearPrior":
         "x = (p, v, a) with ṗ = v, v̇ = a, ȧ = 0; positions observed."
-        if not (is_int(d) and d >= 1): raise ValueError(f"d: must be a positive integer, got {d!r}")
+        _check_d(d)
         A = torch.zeros(3 * d, 3 * d, dtype=torch.float64)
         A[:d, d:2 * d] = torch.eye(d); A[d:2 * d, 2 * d:] = torch.eye(d)
         H = torch.zeros(d, 3 * d, dtype=torch.float64); H[:, :d] = torch.eye(d)
