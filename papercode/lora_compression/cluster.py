@@ -12,7 +12,7 @@ import torch
 
 from ..core.models.lora import LoraCollection
 from .data import SlotStack
-from .compress import (JDCompressed, adapter_weights, check_jd_args, collection_stacks,
+from .compress import (JDCompressed, adapter_weights, norm_floor, check_jd_args, collection_stacks,
                                                  factored_svd, jd_diag_slot, jd_full_slot, project_stack)
 
 # %% auto #0
@@ -31,14 +31,18 @@ def _own_bases(st: SlotStack, i: int, r: int):
 def _err_to(st: SlotStack, U, V):
     "Relative JD-Full projection error of every adapter onto orthonormal-column bases (U, V) (zero columns allowed)."
     cap = (((U.T @ st.B) @ (st.A @ V)) ** 2).sum((-2, -1))
-    return (1 - cap / st.sqnorms().clamp_min(1e-300)).clamp_min(0)
+    return (1 - cap / st.sqnorms().clamp_min(norm_floor(st.A))).clamp_min(0)
 
 def adjusted_rand_index(a: torch.Tensor,  # (n,) labels of one clustering
                         b: torch.Tensor,  # (n,) labels of another
                         ) -> float:
     "Adjusted Rand index of two clusterings (Hubert & Arabie 1985): 1 = identical up to relabelling, ~0 = chance."
-    a, b = torch.as_tensor(a).long(), torch.as_tensor(b).long()
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape or a.ndim != 1: raise ValueError(f"a and b: need two label vectors of equal length, got {tuple(a.shape)}, {tuple(b.shape)}")
+    for nm, t in (("a", a), ("b", b)):
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool: raise ValueError(f"{nm}: labels must be integers, got {t.dtype}")
+    if a.numel() == 0: raise ValueError("a and b: are empty (no labels to compare)")
+    a, b = a.long(), b.long()
     _, ai = a.unique(return_inverse=True); _, bi = b.unique(return_inverse=True)
     M = torch.zeros(int(ai.max()) + 1, int(bi.max()) + 1, dtype=torch.float64)
     M.index_put_((ai, bi), torch.ones(len(a), dtype=torch.float64), accumulate=True)
@@ -63,10 +67,10 @@ def cluster_jd(collection: LoraCollection,  # the adapters
     "Cluster the adapters and fit JD bases per cluster by k-subspaces alternation (eq. 4)."
     stacks = collection_stacks(collection, dtype)
     n = len(collection)
-    if not isinstance(n_clusters, int) or n_clusters < 1: raise ValueError(f"n_clusters: must be a positive integer, got {n_clusters!r}")
+    if not isinstance(n_clusters, int) or isinstance(n_clusters, bool) or n_clusters < 1: raise ValueError(f"n_clusters: must be a positive integer, got {n_clusters!r}")
     if n_clusters > n: raise ValueError(f"n_clusters: {n_clusters} clusters but only {n} adapters; use n_clusters <= {n}")
     if variant not in ("full", "diag"): raise ValueError(f"variant: {variant!r} is not 'full' or 'diag'")
-    if not isinstance(max_rounds, int) or max_rounds < 1: raise ValueError(f"max_rounds: must be a positive integer, got {max_rounds!r}")
+    if not isinstance(max_rounds, int) or isinstance(max_rounds, bool) or max_rounds < 1: raise ValueError(f"max_rounds: must be a positive integer, got {max_rounds!r}")
     check_jd_args(rank, stacks, max_iter, tol, "svd")
     g = torch.Generator().manual_seed(seed)
     slots = list(stacks)
@@ -83,7 +87,7 @@ def cluster_jd(collection: LoraCollection,  # the adapters
     assign[torch.tensor(seeds)] = torch.arange(n_clusters)
     fit_slot = jd_full_slot if variant == "full" else jd_diag_slot
     warm = {}
-    history, converged, rounds = [], False, 0
+    history, stable, rounds = [], False, 0
     for rounds in range(1, max_rounds + 1):
         # re-seed empty clusters with the worst-fitted adapter of a cluster that has >= 2 members
         for c in range(n_clusters):
@@ -92,7 +96,7 @@ def cluster_jd(collection: LoraCollection,  # the adapters
                 cand = counts[assign] >= 2
                 worst = torch.where(cand, history_err if rounds > 1 else torch.rand(n, generator=g, dtype=torch.float64), -1.0).argmax()
                 assign[worst] = c; warm = {k: v for k, v in warm.items() if k[0] != c}
-        U = {s: [] for s in slots}; V = {s: [] for s in slots}
+        U = {s: [] for s in slots}; V = {s: [] for s in slots}; inner_ok = True  # did this round's fits all converge?
         for c in range(n_clusters):
             idx = (assign == c).nonzero()[:, 0]
             for s in slots:
@@ -100,7 +104,7 @@ def cluster_jd(collection: LoraCollection,  # the adapters
                 extra = {"ridge": 1e-10} if variant == "diag" else {}
                 out = fit_slot(sub, adapter_weights(sub, weighting), rank, max_iter, tol, "svd", g,
                                warm=warm.get((c, s)), **extra)
-                warm[(c, s)] = (out[0], out[1])
+                warm[(c, s)] = (out[0], out[1]); inner_ok = inner_ok and out[4]
                 U[s].append(out[0]); V[s].append(out[1])
         comp = JDCompressed(names=tuple(collection.names), slots=tuple(slots), variant=variant, rank=rank,
                             assign=assign.clone(), U={s: torch.stack(U[s]) for s in slots},
@@ -114,16 +118,17 @@ def cluster_jd(collection: LoraCollection,  # the adapters
         # keep the current cluster on ties (no flip-flopping)
         new = torch.where(errs[new, torch.arange(n)] < cur - 1e-12, new, assign)
         history_err = cur
-        if bool((new == assign).all()): converged = True; break
+        if bool((new == assign).all()): stable = True; break
         assign = new
-    if not converged:  # refit for the final assignment
+    if not stable:  # refit for the final assignment
         return cluster_jd_fixed(collection, rank, assign, variant=variant, seed=seed, weighting=weighting,
                                 max_iter=max_iter, tol=tol, dtype=dtype, history=history, rounds=rounds)
     core = {}
     for s in slots:
         cores = project_stack(comp, stacks[s], s)[0]  # (k, n, ...)
         core[s] = cores[assign, torch.arange(n)]
-    return replace(comp, core=core, n_iter=rounds, converged=True, history={"rounds": history})
+    # converged: the assignment is stable and the last round's bases met the inner tolerance
+    return replace(comp, core=core, n_iter=rounds, converged=inner_ok, history={"rounds": history})
 
 def cluster_jd_fixed(collection: LoraCollection,  # the adapters
                      rank: int,  # r
@@ -139,8 +144,13 @@ def cluster_jd_fixed(collection: LoraCollection,  # the adapters
                      ) -> JDCompressed:
     "Fit JD bases per cluster for a given assignment (no reassignment)."
     stacks = collection_stacks(collection, dtype)
-    assign = torch.as_tensor(assign).long()
+    assign = torch.as_tensor(assign)
     if assign.shape != (len(collection),): raise ValueError(f"assign: expected ({len(collection)},), got {tuple(assign.shape)}")
+    if assign.is_floating_point() or assign.is_complex() or assign.dtype == torch.bool:
+        raise ValueError(f"assign: cluster labels must be integers, got {assign.dtype}")
+    assign = assign.long()
+    if int(assign.min()) < 0: raise ValueError(f"assign: cluster labels must be in 0..k-1, got {int(assign.min())}")
+    if variant not in ("full", "diag"): raise ValueError(f"variant: {variant!r} is not 'full' or 'diag'")
     k = int(assign.max()) + 1
     if bool((torch.bincount(assign, minlength=k) == 0).any()): raise ValueError("assign: some cluster in 0..k-1 has no adapter")
     check_jd_args(rank, stacks, max_iter, tol, "svd")

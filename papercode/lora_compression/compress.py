@@ -13,13 +13,19 @@ from typing import Mapping
 import torch
 
 from ..core.models.lora import LoraCollection, LoraFactors, write_peft_adapter
+from ..core.utils import check_real
 from .data import SlotStack, stack_collection, stack_slot
 
 # %% auto #0
-__all__ = ['MemoryReport', 'JDCompressed', 'factored_svd', 'collection_stacks', 'svd_compress', 'adapter_weights', 'jd_full_slot',
-           'check_jd_args', 'jd_full', 'jd_diag_slot', 'jd_diag', 'project_stack', 'project']
+__all__ = ['norm_floor', 'MemoryReport', 'JDCompressed', 'factored_svd', 'collection_stacks', 'svd_compress', 'adapter_weights',
+           'jd_full_slot', 'check_jd_args', 'jd_full', 'jd_diag_slot', 'jd_diag', 'project_stack', 'project']
 
 # %% ../../nbs/02_lora_compression/20_compress.ipynb #79a8c158
+def norm_floor(t: torch.Tensor,  # a tensor of the dtype at hand
+               ) -> float:
+    "The floor of a norm we divide by: 1e-300, or the dtype's smallest normal number where larger (1e-300 is 0 in float32)."
+    return max(1e-300, torch.finfo(t.dtype).tiny)
+
 def _full_core(core):
     return torch.diag_embed(core) if core.ndim == 2 else core
 
@@ -35,8 +41,8 @@ class MemoryReport:
     "Parameter counts (numbers, not bytes) of the original adapters and of their compressed form."
     original: int  # Σ_slots Σ_i r_i (d_in + d_out)
     compressed: int  # Σ_slots of the formula for the variant (table above)
-    shared: int  # the part shared across adapters (bases U_c, V_c)
-    per_adapter: int  # the part stored per adapter (cores), all adapters together
+    shared: int  # the part shared across adapters (bases U_c, V_c; 0 for the per-adapter SVD, whose bases are its own)
+    per_adapter: int  # the part stored per adapter (cores, and the SVD's own bases), all adapters together
     per_slot: dict  # slot -> (original, compressed)
 
     @property
@@ -56,7 +62,7 @@ class JDCompressed:
     V: dict  # slot -> (k, d_in, r) bases V_c
     core: dict  # slot -> (n, r, r) for "full", (n, r) for "diag"/"svd"
     n_iter: int  # sweeps (largest over slots; rounds for clustering)
-    converged: bool  # every slot's fit met its tolerance
+    converged: bool  # every slot's fit met its tolerance (clustering: and the assignment stopped changing)
     seed: int  # seed of the random parts (init)
     weighting: str  # "normalized" (w_i = 1/‖ΔW_i‖²) or "none" (w_i = 1)
     history: dict = field(default_factory=dict, repr=False)  # slot -> weighted relative error after each sweep
@@ -115,7 +121,7 @@ class JDCompressed:
         cols = []
         for s in self.slots:
             st = self.originals[s]
-            e = _fit_sqerr(st, self.U[s][self.assign], self.V[s][self.assign], self.core[s]) / st.sqnorms().clamp_min(1e-300)
+            e = _fit_sqerr(st, self.U[s][self.assign], self.V[s][self.assign], self.core[s]) / st.sqnorms().clamp_min(norm_floor(st.A))
             cols.append(e if squared else e.sqrt())
         return torch.stack(cols, 1)
 
@@ -126,6 +132,7 @@ class JDCompressed:
             st = self.originals[s]
             o = int(st.ranks.sum()) * (st.d_in + st.d_out)
             sh = self.U[s].numel() + self.V[s].numel(); pa = self.core[s].numel()
+            if self.variant == "svd": sh, pa = 0, sh + pa  # every adapter has its own bases: nothing is shared
             orig += o; comp += sh + pa; shared += sh; per += pa; per_slot[s] = (o, sh + pa)
         return MemoryReport(original=orig, compressed=comp, shared=shared, per_adapter=per, per_slot=per_slot)
 
@@ -140,7 +147,7 @@ def factored_svd(A: torch.Tensor,  # (n, r0, d_in) stacked A_i
     return QB @ Uh, S, QA @ Vh.mT
 
 def _check_rank(rank, st: SlotStack, what):
-    if not isinstance(rank, int) or rank < 1: raise ValueError(f"rank: must be a positive integer, got {rank!r}")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1: raise ValueError(f"rank: must be a positive integer, got {rank!r}")
     if rank > min(st.d_in, st.d_out):
         raise ValueError(f"rank: {rank} exceeds min(d_out, d_in) = {min(st.d_out, st.d_in)} of slot {st.slot!r}; "
                          f"{what} cannot have a larger rank than the slot")
@@ -149,6 +156,8 @@ def collection_stacks(collection: LoraCollection,  # the adapters
                       dtype: torch.dtype | None = None,  # compute dtype (None: the factors')
                       ) -> dict[str, SlotStack]:
     "Check that `collection` is a `LoraCollection` and stack every slot (half precision is upcast to float32)."
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype: expected a floating-point torch dtype, got {dtype!r}")
     if isinstance(collection, LoraCollection):
         if dtype is None and collection.dtype in (torch.float16, torch.bfloat16): dtype = torch.float32
         return stack_collection(collection, dtype)
@@ -177,7 +186,7 @@ def adapter_weights(st: SlotStack,  # one slot's stacked adapters
                     weighting: str,  # "normalized" (w_i = 1/‖ΔW_i‖²) or "none" (w_i = 1)
                     ) -> torch.Tensor:
     "The weights w_i of the JD objective, `(n,)`."
-    if weighting == "normalized": return 1.0 / st.sqnorms().clamp_min(1e-300)
+    if weighting == "normalized": return 1.0 / st.sqnorms().clamp_min(norm_floor(st.A))
     if weighting == "none": return torch.ones(st.n, dtype=st.A.dtype, device=st.A.device)
     raise ValueError(f"weighting: {weighting!r} is not 'normalized' or 'none'")
 
@@ -237,7 +246,7 @@ def check_jd_args(rank: int,  # r, rank of the shared bases
                   ):
     "Check the arguments the JD fits share (raise `ValueError` naming the argument)."
     for st in stacks.values(): _check_rank(rank, st, "the shared bases")
-    if not isinstance(max_iter, int) or max_iter < 1: raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1: raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     if not (isinstance(tol, (int, float)) and tol > 0): raise ValueError(f"tol: must be positive, got {tol!r}")
     if init not in ("svd", "random"): raise ValueError(f"init: {init!r} is not 'svd' or 'random'")
 
@@ -268,7 +277,7 @@ def jd_full(collection: LoraCollection,  # the adapters
 def _solve_sym(M, R, ridge):
     "Solve X M = R for X (M symmetric PSD (r, r), R (..., r)) with a relative ridge."
     r = M.shape[-1]
-    Mr = M + ridge * (torch.diagonal(M, dim1=-2, dim2=-1).sum(-1)[..., None, None] / r + 1e-300) * torch.eye(r, dtype=M.dtype, device=M.device)
+    Mr = M + ridge * (torch.diagonal(M, dim1=-2, dim2=-1).sum(-1)[..., None, None] / r + norm_floor(M)) * torch.eye(r, dtype=M.dtype, device=M.device)
     return torch.linalg.solve(Mr, R.mT).mT
 
 def _diag_core(st: SlotStack, U, V, ridge):
@@ -303,7 +312,7 @@ def jd_diag_slot(st: SlotStack,  # one slot's stacked adapters (checked)
         ns = torch.linalg.norm(s)
         if ns > 0:
             s, U = s / ns, U * ns
-            c = torch.sqrt(torch.linalg.norm(V) / torch.linalg.norm(U).clamp_min(1e-300))
+            c = torch.sqrt(torch.linalg.norm(V) / torch.linalg.norm(U).clamp_min(norm_floor(U)))
             U, V, s = U * c, V / c, s
         obj = float((w * _fit_sqerr(st, U.expand(st.n, -1, -1), V.expand(st.n, -1, -1), s)).sum() / total)
         hist.append(obj)
@@ -324,6 +333,7 @@ def jd_diag(collection: LoraCollection,  # the adapters
     "Joint diagonalisation with diagonal cores: ΔW_i ≈ U diag(s_i) Vᵀ, fitted by CP-ALS (eq. 3)."
     stacks = collection_stacks(collection, dtype)
     check_jd_args(rank, stacks, max_iter, tol, init)
+    check_real("ridge", ridge, pos=False)
     g = torch.Generator().manual_seed(seed)
     U, V, core, hist = {}, {}, {}, {}; iters, conv = 0, True
     for s, st in stacks.items():
@@ -346,7 +356,7 @@ def project_stack(comp: JDCompressed,  # a compression with bases on slot `s`
     for c in range(U.shape[0]):
         Uc, Vc = U[c].expand(st.n, -1, -1), V[c].expand(st.n, -1, -1)
         core = (Uc.mT @ st.B) @ (st.A @ Vc) if comp.variant == "full" else _diag_core(st, U[c], V[c], 1e-10)
-        cores.append(core); errs.append(_fit_sqerr(st, Uc, Vc, core) / st.sqnorms().clamp_min(1e-300))
+        cores.append(core); errs.append(_fit_sqerr(st, Uc, Vc, core) / st.sqnorms().clamp_min(norm_floor(st.A)))
     return torch.stack(cores), torch.stack(errs)
 
 @torch.no_grad()

@@ -181,11 +181,13 @@ def make_lm_suite(model,  # a Llama-style transformers causal LM (SmolLM2-135M, 
 # %% ../../nbs/02_lora_compression/65_lm_tasks.ipynb #abeff9a2
 def _stacks(suite: LmTaskSuite, adapters):
     "slot -> (A (n, r, d_in), B·scaling (n, d_out, r)) for uncompressed or compressed adapters."
+    names = [t.name for t in suite.tasks]  # adapter i serves task i: the names must be the tasks', in order
+    if list(adapters.names) != names: raise ValueError(f"adapters: names {list(adapters.names)[:3]}… are not the suite's tasks {names[:3]}…")
     if isinstance(adapters, JDCompressed):
+        miss = [s for s in suite.slots if s not in adapters.slots]
+        if miss: raise ValueError(f"adapters: the compressed adapters lack the suite's slots {miss[:2]}…")
         c = adapters.assign
         return {s: (adapters.V[s][c].mT, adapters.U[s][c] @ adapters.core_matrix(s)) for s in suite.slots}
-    names = [t.name for t in suite.tasks]
-    if list(adapters.names) != names: raise ValueError(f"adapters: names {list(adapters.names)[:3]}… are not the suite's tasks {names[:3]}…")
     out = {}
     for s in suite.slots:
         fs = [adapters[nm][s].folded() for nm in names]

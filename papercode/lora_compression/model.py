@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..core.models.llm import cache_kw  # the key-value cache's keyword: transformers 4 past_key_values, 5 cache
+from ..core.utils import is_int
 from .compress import JDCompressed
 from .serve import jd_apply, segment_plan
 
@@ -102,7 +103,7 @@ class CompressedLoraModel(torch.nn.Module):
                 elif isinstance(a, str):
                     if a not in self.names: raise ValueError(f"adapter_ids: entry {j}, {a!r}, is not a compressed adapter")
                     out.append(self.names.index(a))
-                elif isinstance(a, int) and not isinstance(a, bool): out.append(a)
+                elif is_int(a): out.append(int(a))  # Python or numpy integers, not bools
                 else: raise ValueError(f"adapter_ids: entry {j} is {a!r}; expected a name, an int or None")
             ids = torch.tensor(out, dtype=torch.long, device=dev)
         if ids.numel() == 0: raise ValueError("adapter_ids: is empty")
@@ -132,6 +133,14 @@ class CompressedLoraModel(torch.nn.Module):
             return y.reshape(out.shape)
         return hook
 
+    def _per_sequence_ids(self, adapter_ids, args, kwargs, keys):
+        "Checked ids, exactly one per sequence of the call's inputs (`args[0]` or the first of `keys` given)."
+        ids = self.adapter_index(adapter_ids)
+        t = args[0] if args else next((kwargs[k] for k in keys if kwargs.get(k) is not None), None)
+        if isinstance(t, torch.Tensor) and t.ndim >= 2 and t.shape[0] != ids.shape[0]:
+            raise ValueError(f"adapter_ids: {ids.shape[0]} ids for a batch of {t.shape[0]} sequences (one id per sequence)")
+        return ids
+
     @contextmanager
     def using(self, adapter_ids,  # (B,) per sequence: ints (-1 = base) or names (None / "__base__" = base)
               ):
@@ -145,14 +154,16 @@ class CompressedLoraModel(torch.nn.Module):
                 **kwargs):
         "The wrapped model's forward with one adapter per sequence (eq. 5 in every targeted layer)."
         if adapter_ids is None: return self.model(*args, **kwargs)
-        with self.using(adapter_ids): return self.model(*args, **kwargs)
+        with self.using(self._per_sequence_ids(adapter_ids, args, kwargs, ("input_ids", "inputs_embeds"))):
+            return self.model(*args, **kwargs)
 
     @torch.no_grad()
     def generate(self, *args, adapter_ids=None,  # (B,) per prompt; beams and returned sequences follow their prompt
                  **kwargs):
         "The wrapped model's `generate` with one adapter per prompt (the KV cache and attention as usual)."
         if adapter_ids is None: return self.model.generate(*args, **kwargs)
-        with self.using(adapter_ids): return self.model.generate(*args, **kwargs)
+        with self.using(self._per_sequence_ids(adapter_ids, args, kwargs, ("inputs", "input_ids", "inputs_embeds"))):
+            return self.model.generate(*args, **kwargs)
 
     def remove(self) -> torch.nn.Module:
         "Remove the hooks and return the untouched base model."

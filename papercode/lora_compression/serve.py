@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.models.lora import LoraCollection
-from ..core.utils import check_tensor
+from ..core.utils import check_tensor, is_int
 from .data import SlotStack, stack_slot
 from .compress import JDCompressed
 
@@ -24,6 +24,8 @@ __all__ = ['SegmentPlan', 'segment_plan', 'jd_apply', 'jd_forward', 'bgmv_forwar
 def _check_batch(x, base_out, adapter_ids, n, d_in, d_out):
     x = check_tensor(x, "x", ndim=2, finite=False, nonempty=False)
     base_out = check_tensor(base_out, "base_out", ndim=2, finite=False, nonempty=False)
+    for name, t in (("x", x), ("base_out", base_out)):  # integer activations would truncate the adapters' factors or output
+        if not t.is_floating_point(): raise ValueError(f"{name}: expected a floating-point tensor, got {t.dtype}")
     if x.shape[1] != d_in: raise ValueError(f"x: expected (T, {d_in}) (the adapters' input width), got {tuple(x.shape)}")
     if base_out.shape != (x.shape[0], d_out):
         raise ValueError(f"base_out: expected ({x.shape[0]}, {d_out}) (T of x, the adapters' output width), got {tuple(base_out.shape)}")
@@ -191,6 +193,13 @@ def bench_serving(n_adapters: list,  # numbers of distinct adapters to try
                   seed: int = 0,  # seed
                   ) -> list:
     "Tokens/s of each serving policy against the number of distinct adapters (CPU harness)."
+    if not n_adapters or not all(is_int(n) and n >= 1 for n in n_adapters):
+        raise ValueError(f"n_adapters: expected positive integers, got {n_adapters!r}")
+    for name, v in (("d", d), ("n_layers", n_layers), ("T", T), ("r0", r0), ("rank", rank), ("cache", cache), ("steps", steps)):
+        if not is_int(v) or v < 1: raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    if max(r0, rank) > d: raise ValueError(f"r0, rank: {r0}, {rank} exceed the width d = {d}")
+    bad = [p for p in policies if p not in ("base", "single", "jd", "bgmv", "loop", "swap")]
+    if bad: raise ValueError(f"policies: unknown policy {bad[0]!r}")
     g = torch.Generator().manual_seed(seed)
     W = [torch.randn(d, d, generator=g, dtype=dtype) / d ** 0.5 for _ in range(n_layers)]
     out = []

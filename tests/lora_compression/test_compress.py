@@ -1,4 +1,4 @@
-"""Independent checks of svd_compress / jd_full / jd_diag / cluster_jd (spec "Test oracles" 1-16, 18)."""
+"""Independent checks of svd_compress / jd_full / jd_diag / cluster_jd: closed forms, dense computations and brute force on small cases."""
 import itertools
 
 import pytest
@@ -89,7 +89,7 @@ def test_exact_at_sum_of_ranks_from_random_init_one_sweep():
 
 
 def test_jd_diag_block_solution_is_a_fixed_point():
-    "Oracle 3: U = [U_1..U_n], V = [V_1..V_n], s_i = own singular values: zero error; ALS from it stays at zero."
+    "Block bases: U = [U_1..U_n], V = [V_1..V_n], s_i = own singular values: zero error; ALS from it stays at zero."
     c = _coll(n=4, r0=3, d_out=20, d_in=18).collection
     st = stack_slot(c, S0)
     Ui, S, Vi = factored_svd(st.A, st.B)

@@ -70,6 +70,20 @@ def test_scores_equal_served_model_tiny_llama():
     _check_against_served(model, _Chars(), lm_tasks(2, families=("sub", "shift")), top_layers=3, r=4, rank=6, k=2)
 
 
+def test_scores_refuse_compressed_adapters_of_other_tasks():
+    "Adapter i scores task i: compressed adapters whose names are not the suite's tasks, in order, are refused."
+    require(transformers is not None, 'transformers is not installed (pip install -e ".[lora_compression]")')
+    cfg = transformers.LlamaConfig(vocab_size=128, hidden_size=24, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    torch.manual_seed(2)
+    suite = make_lm_suite(transformers.LlamaForCausalLM(cfg).eval(), _Chars(), lm_tasks(2, families=("sub",)),
+                          n_train=2, n_test=2, top_layers=1, seed=3)
+    coll = _random_adapters(suite, 2, seed=1)
+    for names in (list(reversed(coll.names)), coll.names[:1]):  # scored the wrong task / an IndexError before
+        with pytest.raises(ValueError, match="adapters: names"): lm_task_scores(suite, jd_full(coll.subset(names), 2))
+    assert lm_task_scores(suite, jd_full(coll, 2)).loss.shape == (2,)
+
+
 def test_polar_lexicon_family_through_the_scoring_path():
     "The lexicon family (VADER polarity in label pair k) goes through suite building, scoring and serving like the others."
     require(transformers is not None, 'transformers is not installed (pip install -e ".[lora_compression]")')
