@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from ..core.utils import check_real, is_int
 from .metrics import calibration_metrics, probs_from_logits
 from .model import CalibTask, as_calib_task, fit_thermometer, predict_temperature
 from .temperature import pooled_temperature, temperature_scale, temperature_scale_cv
@@ -51,8 +52,10 @@ def _row(task, method, T, z, y):
                 brier=m.brier, accuracy=m.accuracy, n=m.n)
 
 def _subset(feats, n_unlabelled, seed):
-    if n_unlabelled is None or n_unlabelled >= len(feats): return feats
-    if n_unlabelled < 1: raise ValueError(f"n_unlabelled: need at least 1, got {n_unlabelled}")
+    if n_unlabelled is not None and is_int(n_unlabelled) and n_unlabelled >= len(feats): return feats
+    if n_unlabelled is None: return feats
+    if not is_int(n_unlabelled) or n_unlabelled < 1:
+        raise ValueError(f"n_unlabelled: need an integer >= 1, got {n_unlabelled!r}")
     return feats[torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:n_unlabelled]]
 
 def _evaluate(train, tests, methods, n_unlabelled, seed, keep_models, fit_kw, rows, models, times):
@@ -81,12 +84,22 @@ def _evaluate(train, tests, methods, n_unlabelled, seed, keep_models, fit_kw, ro
                 if keep_models: models[test.name] = fit.model
 
 def _prepare(tasks, methods):
+    if isinstance(methods, str): raise ValueError(f"methods: expected a sequence of method names, got the string {methods!r}")
     tasks = [as_calib_task(t, i) for i, t in enumerate(tasks)]
     names = [t.name for t in tasks]
     if len(set(names)) != len(names): raise ValueError("tasks: names must be unique")
     bad = set(methods) - set(METHODS)
     if bad: raise ValueError(f"methods: unknown {sorted(bad)} (known: {METHODS})")
     return tasks, names
+
+def _task_index(h, names):
+    "Index of a held-out task given by name or by position."
+    if isinstance(h, str):
+        if h not in names: raise ValueError(f"held_out: no task named {h!r} (tasks: {', '.join(names)})")
+        return names.index(h)
+    if not is_int(h) or not -len(names) <= h < len(names):
+        raise ValueError(f"held_out: {h!r} is neither a task name nor an index in [-{len(names)}, {len(names)})")
+    return int(h) % len(names)
 
 def leave_one_out(tasks: Sequence,  # labelled tasks (CalibTask, cached LLM scores, or (logits, features, labels))
                   *, held_out: Sequence[int | str] | None = None,  # which tasks to hold out in turn (default: all)
@@ -99,8 +112,11 @@ def leave_one_out(tasks: Sequence,  # labelled tasks (CalibTask, cached LLM scor
                   ) -> LOOResult:
     "Train on all tasks but one, calibrate the held-out one, for each held-out task (Shen et al. 2024, §5)."
     if len(tasks) < 2: raise ValueError(f"tasks: leave-one-out needs at least 2 tasks, got {len(tasks)}")
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    seed = int(seed)
     tasks, names = _prepare(tasks, methods)
-    idx = list(range(len(tasks))) if held_out is None else [names.index(h) if isinstance(h, str) else h for h in held_out]
+    idx = list(range(len(tasks))) if held_out is None else [_task_index(h, names) for h in held_out]
+    if len(set(idx)) != len(idx): raise ValueError(f"held_out: names a task twice ({list(held_out)})")
     rows, models, times = [], {}, [0.0, 0.0]
     it = idx
     if progress:
@@ -120,7 +136,11 @@ def evaluate_transfer(train: Sequence,  # labelled training tasks
                       **fit_kw) -> LOOResult:
     "One Thermometer (and one TS-CV temperature) from `train`, evaluated on every task of `test`."
     if len(train) == 0 or len(test) == 0: raise ValueError("train and test: need at least one task each")
-    train, _ = _prepare(train, methods); test, _ = _prepare(test, methods)
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    seed = int(seed)
+    train, tr_names = _prepare(train, methods); test, te_names = _prepare(test, methods)
+    both = sorted(set(tr_names) & set(te_names))
+    if both: raise ValueError(f"test: tasks also in train (their labels would be trained on): {both}")
     rows, models, times = [], {}, [0.0, 0.0]
     _evaluate(train, test, methods, n_unlabelled, seed, keep_models, fit_kw, rows, models, times)
     return LOOResult(rows=rows, seed=seed, fit_seconds=times[0], predict_seconds=times[1], models=models)
@@ -145,8 +165,13 @@ def simulate_tasks(n_tasks: int = 60,  # K
                    seed: int = 0,
                    ) -> SimulatedTasks:
     "Tasks with latent temperatures T_k and features that reveal T_k only through a low-dimensional direction."
-    if n_tasks < 1 or n_prompts < 1: raise ValueError("n_tasks and n_prompts: must be positive")
-    g = torch.Generator().manual_seed(seed)
+    for name, v, lo in [("n_tasks", n_tasks, 1), ("n_prompts", n_prompts, 1), ("n_classes", n_classes, 2),
+                        ("feature_dim", feature_dim, 1), ("latent_dim", latent_dim, 1)]:
+        if not is_int(v) or v < lo: raise ValueError(f"{name}: must be an integer >= {lo}, got {v!r}")
+    for name, v in [("log_temp_scale", log_temp_scale), ("prompt_noise", prompt_noise), ("task_noise", task_noise)]:
+        check_real(name, v, pos=False)
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    g = torch.Generator().manual_seed(int(seed))
     M = torch.randn(feature_dim, latent_dim, generator=g)
     u = torch.randn(n_tasks, latent_dim, generator=g)
     T = torch.exp(log_temp_scale * u[:, 0]); s = 0.5 + 2.5 * torch.rand(n_tasks, generator=g)
@@ -157,7 +182,7 @@ def simulate_tasks(n_tasks: int = 60,  # K
         eta = torch.randn(feature_dim, generator=g)
         phi = M @ u[k] + prompt_noise * torch.randn(n_prompts, feature_dim, generator=g) + task_noise * eta
         tasks.append(CalibTask(name=f"sim{k:02d}", logits=T[k] * z, features=phi, labels=y))
-    return SimulatedTasks(tasks=tasks, true_temperature=T, difficulty=s, seed=seed)
+    return SimulatedTasks(tasks=tasks, true_temperature=T, difficulty=s, seed=int(seed))
 
 # %% ../../nbs/10_thermometer/40_benchmark.ipynb #a59aa7d5
 @dataclass(frozen=True)
@@ -172,6 +197,9 @@ class SeedSummary:
 def summarize_seeds(results: Sequence[LOOResult], metric: str = "ece") -> SeedSummary:
     "Mean over seeds of the per-seed mean (over held-out tasks) of `metric`, with 95 % half-widths."
     if len(results) == 0: raise ValueError("results: is empty")
+    if len({tuple(sorted(r.mean(metric))) for r in results}) > 1:
+        raise ValueError(f"results: the runs compare different methods ({[sorted(r.mean(metric)) for r in results]}); "
+                         f"a mean over seeds needs the same methods in every run")
     per = {}
     for r in results:
         for m, v in r.mean(metric).items(): per.setdefault(m, []).append(v)

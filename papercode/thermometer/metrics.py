@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.utils import check_real, is_int
+
 # %% auto #0
 __all__ = ['check_probs', 'ece', 'mce', 'top_label_ece', 'classwise_ece', 'nll', 'brier', 'accuracy', 'CalibrationMetrics',
            'probs_from_logits', 'calibration_metrics', 'Reliability', 'reliability_diagram']
@@ -29,14 +31,21 @@ def check_probs(probs: torch.Tensor,  # (N, C) probabilities p_ic
     dev = (probs.sum(1) - 1).abs().max().item()
     if dev > atol:
         raise ValueError(f"probs: rows must sum to one (largest deviation {dev:.3g}); pass softmax(logits)")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (N,):
-        raise ValueError(f"labels: expected shape ({N},), got {getattr(labels, 'shape', type(labels))}")
-    if labels.is_floating_point() or labels.dtype == torch.bool: raise ValueError("labels: expected integers")
+    _check_labels(labels, N, C)
+
+def _check_labels(labels, N, C):
+    "Raise a ValueError unless `labels` is an integer tensor of shape (N,) with values in [0, C)."
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"labels: expected an integer torch.Tensor of shape ({N},), got {type(labels).__name__}")
+    if labels.shape != (N,): raise ValueError(f"labels: expected shape ({N},), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels: expected integers, got {labels.dtype}")
     if ((labels < 0) | (labels >= C)).any():
         raise ValueError(f"labels: out of range [0, {C}) (min {labels.min().item()}, max {labels.max().item()})")
 
 def _bins(conf, n_bins):
-    if not isinstance(n_bins, int) or n_bins < 1: raise ValueError(f"n_bins: expected a positive integer, got {n_bins}")
+    if not is_int(n_bins) or n_bins < 1: raise ValueError(f"n_bins: expected a positive integer, got {n_bins!r}")
+    n_bins = int(n_bins)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=conf.dtype, device=conf.device)
     return torch.bucketize(conf.contiguous(), edges[1:-1].contiguous(), right=False), edges  # edges[b] < conf <= edges[b+1]
 
@@ -107,7 +116,7 @@ def nll(probs: torch.Tensor,  # (N, C) probabilities
         ) -> torch.Tensor:
     "Mean negative log-likelihood of the right options (probabilities floored at the smallest normal float)."
     check_probs(probs, labels)
-    py = probs.gather(1, labels[:, None])[:, 0]
+    py = probs.gather(1, labels.long()[:, None])[:, 0]
     return -py.clamp_min(torch.finfo(probs.dtype).tiny).log().mean()
 
 def brier(probs: torch.Tensor,  # (N, C) probabilities
@@ -116,7 +125,7 @@ def brier(probs: torch.Tensor,  # (N, C) probabilities
           ) -> torch.Tensor:
     "Brier score: squared distance between probabilities and the one-hot label."
     check_probs(probs, labels)
-    sq = (probs - torch.nn.functional.one_hot(labels, probs.shape[1]).to(probs.dtype)) ** 2
+    sq = (probs - torch.nn.functional.one_hot(labels.long(), probs.shape[1]).to(probs.dtype)) ** 2
     if reduction == "mean": return sq.mean()
     if reduction == "sum_classes": return sq.sum(1).mean()
     raise ValueError(f"reduction: expected 'mean' or 'sum_classes', got {reduction!r}")
@@ -125,6 +134,12 @@ def accuracy(probs: torch.Tensor,  # (N, C) probabilities or logits
              labels: torch.Tensor,  # (N,) right options
              ) -> torch.Tensor:
     "Fraction of examples whose arg-max is the right option."
+    if not isinstance(probs, torch.Tensor) or probs.ndim != 2:
+        raise ValueError(f"probs: expected a 2-d tensor (N, C), got {getattr(probs, 'shape', type(probs))}")
+    N, C = probs.shape
+    if N == 0 or C == 0: raise ValueError(f"probs: is empty (shape {tuple(probs.shape)})")
+    if probs.is_floating_point() and torch.isnan(probs).any(): raise ValueError("probs: contains NaN")
+    _check_labels(labels, N, C)
     return (probs.argmax(1) == labels).to(torch.float32).mean()
 
 # %% ../../nbs/10_thermometer/10_metrics.ipynb #11e4942b
@@ -143,8 +158,25 @@ def probs_from_logits(logits: torch.Tensor,  # (N, C) logits, -inf for absent op
                       temperature: float | torch.Tensor = 1.0,  # T > 0: softmax(z / T)
                       ) -> torch.Tensor:
     "softmax(z / T) row-wise (absent options get probability 0)."
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not logits.is_floating_point():
+        raise ValueError(f"logits: expected a floating-point tensor (N, C), got {getattr(logits, 'shape', type(logits))}"
+                         f"{' of ' + str(logits.dtype) if isinstance(logits, torch.Tensor) else ''}")
+    if torch.isnan(logits).any() or (logits == float("inf")).any():
+        raise ValueError("logits: contains NaN or +inf (only -inf, for an absent option, is allowed)")
+    if logits.shape[1] == 0 or torch.isinf(logits).all(1).any():
+        raise ValueError("logits: every row needs at least one finite option")
+    if isinstance(temperature, torch.Tensor) and temperature.numel() != 1:
+        if temperature.is_complex() or not (temperature.is_floating_point() and torch.isfinite(temperature).all()
+                                            and (temperature > 0).all()):
+            raise ValueError(f"temperature: must be positive and finite, got a tensor {tuple(temperature.shape)} "
+                             f"with min {temperature.min().item()}")
+        try: fits = temperature.ndim <= 2 and torch.broadcast_shapes(temperature.shape, logits.shape) == logits.shape
+        except RuntimeError: fits = False
+        if not fits:
+            raise ValueError(f"temperature: shape {tuple(temperature.shape)} does not broadcast to the logits' "
+                             f"{tuple(logits.shape)}; use (N, 1) for one temperature per row")
+    else: check_real("temperature", temperature)
     T = torch.as_tensor(temperature, dtype=logits.dtype)
-    if (T <= 0).any() or not torch.isfinite(T).all(): raise ValueError(f"temperature: must be positive and finite, got {temperature}")
     return torch.softmax(logits / T, -1)
 
 def calibration_metrics(probs: torch.Tensor,  # (N, C) probabilities

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..core.utils import torch_threads
+from ..core.utils import check_real, is_int, torch_threads
 
 # %% auto #0
 __all__ = ['Thermometer', 'gamma_nll', 'CalibTask', 'as_calib_task', 'scaled_logits', 'ThermometerFit', 'fit_thermometer',
@@ -28,9 +28,11 @@ class Thermometer(nn.Module):
                  n_branches: int = 3,  # parallel branches (3 in the paper's code)
                  ):
         super().__init__()
-        if in_features < 1: raise ValueError(f"in_features: must be positive, got {in_features}")
-        h = max(1, in_features // 8) if hidden is None else hidden
-        if h < 1 or n_branches < 1: raise ValueError("hidden and n_branches: must be positive")
+        for name, v in [("in_features", in_features), ("hidden", hidden), ("n_branches", n_branches)]:
+            if (v is not None or name != "hidden") and (not is_int(v) or v < 1):
+                raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        in_features, n_branches = int(in_features), int(n_branches)
+        h = max(1, in_features // 8) if hidden is None else int(hidden)
         self.in_features, self.hidden, self.n_branches = in_features, h, n_branches
         self.first = nn.Linear(in_features, n_branches * h)  # the B first layers Linear(F, h), stacked
         self.second_w = nn.Parameter(torch.empty(n_branches, h))  # the B second layers Linear(h, 1)
@@ -43,6 +45,9 @@ class Thermometer(nn.Module):
 
     def branch_outputs(self, features: torch.Tensor) -> torch.Tensor:
         "(N, B): the scalar output of each branch."
+        if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[1] != self.in_features:
+            raise ValueError(f"features: expected a tensor of shape (N, {self.in_features}), "
+                             f"got {tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__}")
         x = (features - self.shift) / self.scale
         hid = torch.relu(self.first(x)).view(len(x), self.n_branches, self.hidden)
         return (hid * self.second_w).sum(-1) + self.second_b
@@ -53,6 +58,7 @@ class Thermometer(nn.Module):
 
     def temperature(self, features: torch.Tensor,  # (N, F) features of one task's prompts
                     ) -> torch.Tensor:  # 0-d: harmonic-mean temperature of eq. (2)
+        if isinstance(features, torch.Tensor) and len(features) == 0: raise ValueError("features: no prompts")
         return 1 / self.forward(features).mean()
 
 # %% ../../nbs/10_thermometer/30_model.ipynb #40f6ecb5
@@ -60,10 +66,13 @@ def gamma_nll(tau: torch.Tensor,  # temperature(s) > 0
               shape: float = 1.25,  # k
               scale: float = 4.0,  # theta
               ) -> torch.Tensor:
-    "Negative log-density of Gamma(shape k, scale theta) at tau (eq. 4)."
-    tau = torch.as_tensor(tau, dtype=torch.get_default_dtype())
+    "Negative log-density of Gamma(shape k, scale theta) at tau (eq. 4); +inf where tau <= 0 (outside the support)."
+    shape, scale = check_real("shape", shape), check_real("scale", scale)
+    keep = isinstance(tau, torch.Tensor) and tau.is_floating_point()  # float64 stays float64
+    tau = torch.as_tensor(tau, dtype=tau.dtype if keep else torch.get_default_dtype())
     k = torch.as_tensor(shape, dtype=tau.dtype)
-    return -(k - 1) * tau.log() + tau / scale + k * math.log(scale) + torch.lgamma(k)
+    val = -(k - 1) * tau.log() + tau / scale + k * math.log(scale) + torch.lgamma(k)
+    return torch.where(tau > 0, val, torch.full_like(val, float("inf")))
 
 # %% ../../nbs/10_thermometer/30_model.ipynb #0c1f7d56
 @dataclass(frozen=True)
@@ -85,9 +94,13 @@ def as_calib_task(t, i: int = 0) -> CalibTask:
         task = CalibTask(name=getattr(t, "name", f"task{i}"), logits=t.logits, features=t.features, labels=t.labels)
     else: raise ValueError(f"tasks: entry {i} is not a task (needs logits, features, labels)")
     z, f, y = task.logits, task.features, task.labels
+    if not all(isinstance(v, torch.Tensor) for v in (z, f, y)):
+        raise ValueError(f"tasks: entry {i} ({task.name}): logits, features and labels must be torch tensors, got "
+                         f"{type(z).__name__}, {type(f).__name__}, {type(y).__name__}")
     if z.ndim != 2 or f.ndim != 2 or y.ndim != 1 or not (len(z) == len(f) == len(y)):
         raise ValueError(f"tasks: entry {i} ({task.name}) has inconsistent shapes logits {tuple(z.shape)}, "
                          f"features {tuple(f.shape)}, labels {tuple(y.shape)}")
+    if z.shape[1] < 2: raise ValueError(f"tasks: entry {i} ({task.name}) has {z.shape[1]} option(s); need at least 2")
     if len(y) == 0: raise ValueError(f"tasks: entry {i} ({task.name}) is empty")
     if not torch.isfinite(f).all(): raise ValueError(f"tasks: entry {i} ({task.name}) has non-finite features")
     where = f"tasks: entry {i} ({task.name})"
@@ -152,7 +165,18 @@ def fit_thermometer(tasks: Sequence,  # labelled training tasks (see `as_calib_t
         if len(t) < 2 and val_fraction > 0:
             raise ValueError(f"tasks: task {t.name!r} has {len(t)} prompt; need at least 2 (train and validation)")
     if not (0 <= val_fraction < 1): raise ValueError(f"val_fraction: must be in [0, 1), got {val_fraction}")
-    if steps < 1 or batch_size < 1: raise ValueError("steps and batch_size: must be positive")
+    for t in tasks:
+        if val_fraction > 0 and len(t) - max(1, int(round(val_fraction * len(t)))) < 1:
+            raise ValueError(f"val_fraction: {val_fraction} leaves no training prompt in task {t.name!r} "
+                             f"({len(t)} prompts)")
+    for name, v in [("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)]:
+        if not is_int(v) or v < 1: raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    lam = check_real("lam", lam, pos=False)
+    if not (isinstance(prior, (tuple, list)) and len(prior) == 2):
+        raise ValueError(f"prior: expected (shape k, scale theta), got {prior!r}")
+    prior = (check_real("prior shape k", prior[0]), check_real("prior scale theta", prior[1]))
+    steps, batch_size, eval_every, seed = int(steps), int(batch_size), int(eval_every), int(seed)
     device = torch.device(device) if device is not None else tasks[0].features.device
     with torch_threads(num_threads if device.type == "cpu" else None):
         return _fit(tasks, F, prior, lam, hidden, steps, batch_size, lr, weight_decay, val_fraction, eval_every,
@@ -219,8 +243,11 @@ def predict_temperature(model: Thermometer | ThermometerFit,  # a trained Thermo
                         ) -> float:
     "Temperature of a new task from its unlabelled prompts only (eq. 2)."
     if isinstance(model, ThermometerFit): model = model.model
+    if not isinstance(model, Thermometer):
+        raise ValueError(f"model: expected a Thermometer or ThermometerFit, got {type(model).__name__}")
     if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[1] != model.in_features:
-        raise ValueError(f"features: expected shape (N, {model.in_features}), got {getattr(features, 'shape', None)}")
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features: expected a tensor of shape (N, {model.in_features}), got {got}")
     if len(features) == 0: raise ValueError("features: no prompts")
     if not torch.isfinite(features).all(): raise ValueError("features: contains NaN or inf")
     model.eval()

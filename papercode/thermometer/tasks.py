@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..core.models.llm import cached_scores, cache_key, llm_missing
-from ..core.utils import torch_threads
+from ..core.utils import is_int, torch_threads
 
 # %% auto #0
 __all__ = ['CAPITALS', 'CONTINENTS', 'LANGUAGES', 'ANTONYMS', 'SYNONYMS', 'PLURALS', 'PAST', 'SOUNDS', 'COLOURS', 'ANIMAL_CLASS',
@@ -332,6 +332,7 @@ _ONES = "zero one two three four five six seven eight nine ten eleven twelve thi
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 def number_word(n: int) -> str:
     "English words for 0 <= n < 100 (hyphenated)."
+    if not is_int(n) or not 0 <= n < 100: raise ValueError(f"n: expected an integer in [0, 100), got {n!r}")
     if n < 20: return _ONES[n]
     return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
 
@@ -343,6 +344,7 @@ def _number_words(rng):
 
 def roman(n: int) -> str:
     "Roman numeral of 1 <= n < 4000."
+    if not is_int(n) or not 1 <= n < 4000: raise ValueError(f"n: expected an integer in [1, 4000), got {n!r}")
     out = ""
     for v, s in [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"), (50, "L"), (40, "XL"),
                  (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]:
@@ -410,7 +412,9 @@ def make_task(name: str,  # a key of `FAMILIES`
               ) -> MCTask:
     "Draw `n` distinct items (prompt and option set) of a family (deterministic given name, n and seed)."
     if name not in FAMILIES: raise ValueError(f"name: unknown task family {name!r}")
-    if n < 1: raise ValueError(f"n: need at least one prompt, got {n}")
+    if not is_int(n) or n < 1: raise ValueError(f"n: need at least one prompt (an integer >= 1), got {n!r}")
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    n, seed = int(n), int(seed)
     fam = FAMILIES[name]; rng = random.Random(_seed_of(name, seed))
     seen, items = set(), []
     for _ in range(200 * n):
@@ -610,6 +614,9 @@ def load_benchmark(families: Sequence[str] | None = None,  # family names (defau
     "Cached scores of the task families, keyed by name, checked against the task generator."
     d = load_scores(path)
     names = d["letter_families"] if letters else d["families"]
+    if isinstance(families, str):
+        raise ValueError(f"families: expected a sequence of family names, got the string {families!r}; "
+                         f"write [{families!r}]")
     families = list(names) if families is None else list(families)
     if not families: raise ValueError("families: is empty")
     tag = "letter_" if letters else ""
@@ -634,4 +641,8 @@ def project_features(features: torch.Tensor,  # (N, 576) full last-prompt-token 
                      ) -> torch.Tensor:
     "Map full features to the shipped principal components (to use the packed benchmark with new prompts)."
     d = load_scores(path)
+    D = d["pca_mean"].shape[0]
+    if not isinstance(features, torch.Tensor) or features.ndim != 2 or features.shape[1] != D:
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features: expected a tensor of shape (N, {D}), got {got}")
     return ((features.float() - d["pca_mean"]) / d["pca_std"]) @ d["pca_components"].float().T

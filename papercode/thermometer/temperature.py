@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from ..core.utils import torch_threads
+from ..core.utils import check_real, is_int, torch_threads
 from .metrics import probs_from_logits
 
 # %% auto #0
@@ -40,10 +40,12 @@ def check_logits(logits: torch.Tensor, labels: torch.Tensor, min_n: int = 1) -> 
     if torch.isnan(logits).any() or (logits == float("inf")).any(): raise ValueError("logits: contains NaN or +inf")
     if (torch.isinf(logits).sum(1) > C - 2).any():
         raise ValueError("logits: every example needs at least 2 finite options")
-    if not isinstance(labels, torch.Tensor) or labels.shape != (N,) or labels.is_floating_point():
-        raise ValueError(f"labels: expected integer tensor of shape ({N},)")
+    if (not isinstance(labels, torch.Tensor) or labels.shape != (N,) or labels.is_floating_point()
+            or labels.is_complex() or labels.dtype == torch.bool):
+        got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels: expected an integer tensor of shape ({N},), got {got}")
     if ((labels < 0) | (labels >= C)).any(): raise ValueError(f"labels: out of range [0, {C})")
-    if torch.isinf(logits.gather(1, labels[:, None])).any():
+    if torch.isinf(logits.gather(1, labels.long()[:, None])).any():
         raise ValueError("labels: point at an absent (-inf) option")
 
 def nll_grad(logits: torch.Tensor,  # (N, C) logits z
@@ -55,7 +57,7 @@ def nll_grad(logits: torch.Tensor,  # (N, C) logits z
     z = torch.where(fin, logits, torch.zeros_like(logits)).double()
     s = torch.where(fin, beta * z, torch.full_like(z, float("-inf")))
     lse = torch.logsumexp(s, 1); p = torch.exp(s - lse[:, None])
-    zy = z.gather(1, labels[:, None])[:, 0]
+    zy = z.gather(1, labels.long()[:, None])[:, 0]
     Ez = (p * z).sum(1); Ez2 = (p * z * z).sum(1)
     return ((lse - beta * zy).mean().item(), (Ez - zy).mean().item(), (Ez2 - Ez ** 2).clamp_min(0).mean().item())
 
@@ -70,6 +72,8 @@ def temperature_scale(logits: torch.Tensor,  # (N, C) logits z (-inf for absent 
     check_logits(logits, labels, min_n=2)
     lo_t, hi_t = bounds
     if not (0 < lo_t < 1 < hi_t): raise ValueError(f"bounds: need 0 < low < 1 < high, got {bounds}")
+    check_real("tol", tol)
+    if not is_int(max_iter) or max_iter < 1: raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
     with torch_threads(num_threads if logits.device.type == "cpu" else None):
         return _fit_temperature(logits, labels, lo_t, hi_t, tol, max_iter)
 
@@ -114,7 +118,13 @@ def temperature_scale_cv(logits: torch.Tensor,  # (N, C) logits
     "k-fold cross-fitted temperature scaling: every example scaled by a temperature fitted without it."
     check_logits(logits, labels, min_n=2)
     N = len(labels)
-    if not (2 <= n_folds <= N): raise ValueError(f"n_folds: need 2 <= n_folds <= N = {N}, got {n_folds}")
+    if not is_int(n_folds) or not 2 <= n_folds <= N:
+        raise ValueError(f"n_folds: need an integer with 2 <= n_folds <= N = {N}, got {n_folds!r}")
+    if N - -(-N // n_folds) < 2:  # the largest fold is ceil(N / k); the rest must hold 2 examples to fit on
+        raise ValueError(f"n_folds: with N = {N} examples and {n_folds} folds a fit would see fewer than 2 "
+                         f"examples; use fewer folds or more examples")
+    if not is_int(seed): raise ValueError(f"seed: expected an integer, got {seed!r}")
+    n_folds, seed = int(n_folds), int(seed)
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(seed))
     folds = torch.empty(N, dtype=torch.long); folds[perm] = torch.arange(N) % n_folds
     probs = torch.empty(logits.shape, dtype=logits.dtype); temps = torch.empty(n_folds)
@@ -128,6 +138,10 @@ def pooled_temperature(tasks: Sequence[tuple[torch.Tensor, torch.Tensor]],  # (l
                        **fit_kw) -> TemperatureFit:
     "One temperature for all the given tasks together (the TS-CV baseline applied to a new task)."
     if len(tasks) == 0: raise ValueError("tasks: is empty")
+    for i, t in enumerate(tasks):
+        if not (isinstance(t, (tuple, list)) and len(t) == 2 and isinstance(t[0], torch.Tensor) and t[0].ndim == 2
+                and isinstance(t[1], torch.Tensor)):
+            raise ValueError(f"tasks: entry {i} is not a (logits (N, C), labels (N,)) pair of tensors")
     C = max(z.shape[1] for z, _ in tasks)
     pad = lambda z: torch.cat([z, z.new_full((len(z), C - z.shape[1]), float("-inf"))], 1)
     return temperature_scale(torch.cat([pad(z) for z, _ in tasks]), torch.cat([y for _, y in tasks]), **fit_kw)

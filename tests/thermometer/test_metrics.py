@@ -77,7 +77,7 @@ def test_classwise_brute_force():
 
 
 def test_calibrated_predictor_ece_vanishes():
-    "Labels sampled from the predicted distribution: ECE is sampling noise, shrinking with N (spec oracle 1)."
+    "Labels sampled from the predicted distribution: ECE is sampling noise, shrinking with N (the definition of calibration, Guo et al. 2017, eq. 1)."
     means = {}
     for n in [2_000, 20_000]:
         vals = []

@@ -87,13 +87,19 @@ def test_learns_across_tasks_better_than_prior():
 
 def test_checkpoint_selection_and_reproducibility():
     tasks = toy_tasks(5)
-    a = fit_thermometer(tasks, hidden=4, steps=200, eval_every=50, seed=7)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # differs from the fit's num_threads=1, so that a leak would show
+    try:
+        a = fit_thermometer(tasks, hidden=4, steps=200, eval_every=50, seed=7, num_threads=1)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
     b = fit_thermometer(tasks, hidden=4, steps=200, eval_every=50, seed=7)
     assert a.best_step in (50, 100, 150, 200)
     assert min(v for _, _, v in a.history) == a.best_val_nll
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
-    assert torch.get_num_threads() >= 1  # restored
+    assert after == 2  # the one-thread setting is undone after training
 
 
 def test_masked_logits_have_finite_gradients():
@@ -149,7 +155,7 @@ def test_absent_options_still_train():
     (lambda: fit_thermometer([_with(logits=_absent_label())]), r"absent \(-inf\) option"),
     (lambda: fit_thermometer(toy_tasks(2), val_fraction=1.5), "val_fraction"),
     (lambda: predict_temperature(Thermometer(4, 2), torch.zeros(0, 4)), "no prompts"),
-    (lambda: predict_temperature(Thermometer(4, 2), torch.zeros(3, 5)), "expected shape"),
+    (lambda: predict_temperature(Thermometer(4, 2), torch.zeros(3, 5)), "features: expected a tensor of shape"),
     (lambda: predict_temperature(Thermometer(4, 2), torch.full((3, 4), float("inf"))), "NaN or inf"),
 ])
 def test_bad_input(bad, msg):

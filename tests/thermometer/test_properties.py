@@ -23,6 +23,6 @@ def test_thermometer_positive_and_order_invariant(n, seed):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 40), st.integers(2, 6), st.floats(0.01, 100.0), st.integers(0, 10_000))
 def test_temperature_preserves_argmax(n, C, tau, seed):
-    "arg max softmax(z / tau) = arg max z for every tau > 0 (spec oracle 5)."
+    "arg max softmax(z / tau) = arg max z for every tau > 0 (TS 'preserves the accuracy', Shen et al. 2024, abstract)."
     z = torch.randn(n, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     assert torch.equal(probs_from_logits(z, tau).argmax(1), z.argmax(1))

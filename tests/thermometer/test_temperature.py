@@ -33,7 +33,7 @@ def test_stationarity_and_second_order():
     z, y = task(5000, 2.5, 5)
     fit = temperature_scale(z, y)
     b = 1 / fit.temperature
-    # L'(beta) = mean(E_p[z] - z_y) = 0 at the optimum (spec oracle 4), computed independently here
+    # L'(beta) = mean(E_p[z] - z_y) = 0 at the optimum (stationarity of the NLL in beta), computed independently here
     p = torch.softmax(b * z, 1)
     g = ((p * z).sum(1) - z.gather(1, y[:, None])[:, 0]).mean().item()
     assert abs(g) < 1e-9
@@ -57,7 +57,7 @@ def test_padding_equals_dropping_absent_options():
 
 
 def check_accuracy_invariance(n, C, tau, seed):
-    "arg max softmax(z / tau) = arg max z for every tau > 0 (spec oracle 5)."
+    "arg max softmax(z / tau) = arg max z for every tau > 0 (TS 'preserves the accuracy', Shen et al. 2024, abstract)."
     z = torch.randn(n, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     assert torch.equal(probs_from_logits(z, tau).argmax(1), z.argmax(1))
 
