@@ -11,11 +11,12 @@ from statistics import NormalDist
 
 import torch
 
+from ..core.utils import check_real, is_int
 from .violation import ViolationResult, check_cost, check_lam, check_pair, solve_violation
 
 # %% auto #0
-__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'N_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'check_test_args',
-           'dominance_test']
+__all__ = ['MIN_PROMPTS', 'MIN_BOOT', 'N_BOOT', 'bootstrap_weights', 'plugin_se', 'DominanceTest', 'check_unit',
+           'check_test_args', 'check_seed', 'dominance_test']
 
 # %% ../../nbs/04_dominance/20_inference.ipynb #51103209
 def bootstrap_weights(n: int,  # sample size (number of prompts)
@@ -24,6 +25,10 @@ def bootstrap_weights(n: int,  # sample size (number of prompts)
                       dtype: torch.dtype = torch.float64,  # dtype of the weights
                       ) -> torch.Tensor:  # (n_boot, n) multinomial counts / n, rows summing to 1
     "Weights of `n_boot` resamples with replacement of `n` indices (counts / n)."
+    for name, v in (("n", n), ("n_boot", n_boot)):
+        if not is_int(v) or v < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    n, n_boot = int(n), int(n_boot)
     idx = torch.randint(0, n, (n_boot, n), generator=generator)
     return torch.zeros(n_boot, n, dtype=dtype).scatter_add_(1, idx, torch.ones(n_boot, n, dtype=dtype)) / n
 
@@ -60,8 +65,8 @@ class DominanceTest:
     se_plugin: float  # plug-in standard error, eq. (10) (NaN unless value="kl" and lam > 0)
     upper_boot: float  # ε̂ + z_{1-α} se_boot
     upper_plugin: float  # ε̂ + z_{1-α} se_plugin
-    p_boot: float  # Φ((ε̂ - ε0) / se_boot)
-    p_plugin: float  # Φ((ε̂ - ε0) / se_plugin)
+    p_boot: float  # Φ((ε̂ - ε0) / se_boot); 1{ε̂ >= ε0} when se_boot = 0
+    p_plugin: float  # Φ((ε̂ - ε0) / se_plugin); 1{ε̂ >= ε0} when se_plugin = 0; NaN where it is undefined
     reject_boot: bool  # upper_boot < ε0: P is ε0-almost dominant over Q (bootstrap)
     reject_plugin: bool  # upper_plugin < ε0 (plug-in)
     boot_ratios: torch.Tensor  # (n_boot,) the bootstrap replicates ε*
@@ -73,6 +78,17 @@ class DominanceTest:
     result: ViolationResult  # the batched solve (row 0 = full sample, rows 1.. = replicates)
     converged: bool  # every Sinkhorn problem reached its tolerance
 
+def check_unit(name: str,  # the argument's name, used in the error message
+               v,  # a Python, numpy or 0-d torch number
+               what: str = "",  # words between the name and "must lie in (0, 1)"
+               ) -> float:
+    "`v` as a float strictly inside (0, 1); a ValueError naming `name` otherwise."
+    try: x = check_real(name, v)
+    except ValueError: x = None
+    if x is None or not x < 1:
+        raise ValueError(f"{name}: {what}must lie in (0, 1), got {v!r}")
+    return x
+
 def check_test_args(n: int,  # sample size (the smaller one for two samples)
                     n_boot: int,  # bootstrap resamples
                     alpha: float,  # level
@@ -80,10 +96,15 @@ def check_test_args(n: int,  # sample size (the smaller one for two samples)
     "Refuse too few samples or resamples (`MIN_PROMPTS`, `MIN_BOOT`) and a level outside (0, 1)."
     if n < MIN_PROMPTS:
         raise ValueError(f"n: {n} samples are too few for the bootstrap (need at least {MIN_PROMPTS})")
-    if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < MIN_BOOT:
+    if not is_int(n_boot) or n_boot < MIN_BOOT:
         raise ValueError(f"n_boot: need an integer >= {MIN_BOOT} bootstrap resamples, got {n_boot!r}")
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
-        raise ValueError(f"alpha: must lie in (0, 1), got {alpha!r}")
+    check_unit("alpha", alpha)
+
+def check_seed(seed) -> int:  # the seed as a Python int
+    "Refuse a seed that is not an integer (numpy integers are fine)."
+    if not is_int(seed):
+        raise ValueError(f"seed: must be an integer, got {seed!r}")
+    return int(seed)
 
 def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" model
                    Y,  # (m, d) or (m,) scores of Q
@@ -102,9 +123,12 @@ def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" mode
     "Absolute test of ε0-almost dominance of P over Q, bootstrap and plug-in standard errors side by side (eq. 11)."
     X, Y = check_pair(X, Y)
     n, m, d = X.shape[0], Y.shape[0], X.shape[1]
-    if not (isinstance(eps0, (int, float)) and 0 < eps0 < 1):
-        raise ValueError(f"eps0: must lie in (0, 1), got {eps0!r}")
+    eps0 = check_unit("eps0", eps0)
     check_test_args(min(n, m), n_boot, alpha)
+    n_boot, alpha, seed = int(n_boot), float(alpha), check_seed(seed)
+    if paired not in (True, False):
+        raise ValueError(f"paired: must be True (same prompts) or False (independent samples), got {paired!r}")
+    paired = bool(paired)
     if paired and n != m:
         raise ValueError(f"paired: paired resampling needs the same prompts (n = m), got n={n}, m={m}; "
                          "pass paired=False for independent samples")
@@ -126,6 +150,6 @@ def dominance_test(X,  # (n, d) or (n,) scores of P, the candidate "better" mode
     return DominanceTest(ratio=ratio, eps0=float(eps0), alpha=float(alpha), se_boot=se_b, se_plugin=se_p,
                          upper_boot=up_b, upper_plugin=up_p,
                          p_boot=Phi((ratio - eps0) / se_b) if se_b > 0 else float(ratio >= eps0),
-                         p_plugin=Phi((ratio - eps0) / se_p) if se_p > 0 else float("nan"),
+                         p_plugin=Phi((ratio - eps0) / se_p) if se_p > 0 else float(ratio >= eps0) if se_p == 0 else float("nan"),
                          reject_boot=up_b < eps0, reject_plugin=bool(up_p < eps0), boot_ratios=boot,
                          n=n, m=m, n_boot=n_boot, paired=paired, seed=seed, result=res, converged=res.converged)

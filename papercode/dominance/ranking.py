@@ -15,7 +15,9 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from .inference import MIN_BOOT, MIN_PROMPTS, N_BOOT, bootstrap_weights, check_test_args
+from ..core.utils import check_tensor
+from .inference import (
+    MIN_BOOT, MIN_PROMPTS, N_BOOT, bootstrap_weights, check_seed, check_test_args, check_unit)
 from .violation import check_cost, check_lam, ratio_of, solve_violation, violation_h
 
 # %% auto #0
@@ -99,12 +101,17 @@ def as_score_array(scores,  # array (n, k, d), dict {model: (n, d)}, or a long t
         raise ValueError(f"standardize: expected 'rank', 'z' or None, got {standardize!r}")
     if nan not in ("raise", "drop"):
         raise ValueError(f"nan: expected 'raise' or 'drop', got {nan!r}")
+    if isinstance(models, (str, bytes)):
+        raise ValueError(f"models: expected a sequence of model names, got the string {models!r}")
     if hasattr(scores, "columns") and hasattr(scores, "__getitem__"):  # a pandas DataFrame
         S, models, prompts = _from_long({c: scores[c] for c in scores.columns}, names, models, prompt_col, model_col)
     elif isinstance(scores, dict) and model_col in scores:  # a dict of columns
         S, models, prompts = _from_long(scores, names, models, prompt_col, model_col)
     elif isinstance(scores, dict):  # {model: (n, d)}
         arrs = {m: _numeric(v, f"scores: model {m!r}") for m, v in scores.items()}
+        bad = {m: v.shape for m, v in arrs.items() if v.ndim not in (1, 2)}
+        if bad:
+            raise ValueError(f"scores: each model's scores must have shape (n_prompts, n_metrics) or (n_prompts,), got {bad}")
         arrs = {m: v[:, None] if v.ndim == 1 else v for m, v in arrs.items()}
         ds = {m: v.shape[1] for m, v in arrs.items()}
         if len(set(ds.values())) > 1:
@@ -165,9 +172,19 @@ def as_score_array(scores,  # array (n, k, d), dict {model: (n, d)}, or a long t
 # %% ../../nbs/04_dominance/30_ranking.ipynb #8b1bf582
 CORRECTIONS = ("bonferroni", "holm")
 
-def holm_adjust(p: torch.Tensor,  # (..., M) p-values of M hypotheses along the last axis
+def holm_adjust(p,  # (..., M) p-values in [0, 1] of M hypotheses along the last axis (tensor, array or list)
                 ) -> torch.Tensor:  # (..., M) adjusted p-values, same order
     "Holm's step-down adjusted p-values: the running maximum of min(1, (M - j + 1) p_(j)) over the sorted p (Holm 1979)."
+    p = check_tensor(p, "p", nonempty=False)
+    if p.ndim == 0:
+        raise ValueError("p: expected p-values along a last axis, got a 0-d scalar")
+    if not p.is_floating_point(): p = p.to(torch.float64)
+    if bool(((p < 0) | (p > 1)).any()):
+        raise ValueError(f"p: p-values must lie in [0, 1], got values from {p.min().item():.3g} to {p.max().item():.3g}")
+    return _holm(p)
+
+def _holm(p):
+    "`holm_adjust` on checked p-values."
     M = p.shape[-1]
     ps, idx = torch.sort(p, dim=-1, stable=True)
     factor = torch.arange(M, 0, -1, dtype=p.dtype, device=p.device)
@@ -188,7 +205,7 @@ def _decide(D, se, alpha, correction):
         p_adj = torch.where(off, (M * p).clamp_max(1.0), torch.ones_like(p))
     else:
         p_adj = torch.ones_like(p)
-        p_adj[..., off] = holm_adjust(p[..., off])
+        p_adj[..., off] = _holm(p[..., off])
         wins = (p_adj < alpha) & off
     return p, p_adj, wins
 
@@ -253,7 +270,7 @@ class RankingResult:
 
     def summary(self) -> str:
         "A text table: rank (= marks a tie), model, Borda wins, ε_i and the intervals, under a line of settings."
-        w = max(len(m) for m in self.models)
+        w = max(len("model"), *(len(str(m)) for m in self.models))
         pct = f"{100 * self.level:g}%"
         head = (f"{self.n} prompts x {len(self.models)} models x {len(self.metrics)} metrics; {self.n_boot} bootstrap "
                 f"resamples (seed {self.seed}); {self.correction.capitalize()} over {len(self.models) * (len(self.models) - 1)} "
@@ -365,10 +382,10 @@ def relative_ranking(scores,  # array (n, k, d), dict {model: (n, d)}, or long t
     S = sa.scores if device is None else sa.scores.to(device)
     n, k, d = S.shape
     check_test_args(n, n_boot, alpha)
+    n_boot, alpha, seed = int(n_boot), float(alpha), check_seed(seed)
     if correction not in CORRECTIONS:
         raise ValueError(f"correction: expected 'bonferroni' or 'holm', got {correction!r}")
-    if not (isinstance(level, (int, float)) and 0 < level < 1):
-        raise ValueError(f"level: the interval coverage must lie in (0, 1), got {level!r}")
+    level = check_unit("level", level, "the interval coverage ")
     cost, lam = check_cost(cost, beta), check_lam(lam, d)
     if lam == 0 and d > 1:
         raise ValueError("lam: the unregularised ratio (lam=0) has no CLT in d > 1 and would need one network-simplex "
@@ -423,6 +440,10 @@ def kendall_tau(order_a,  # model names, best first
     from scipy.stats import kendalltau
     if sorted(order_a) != sorted(order_b):
         raise ValueError("order_a and order_b: must rank the same models")
+    if len(set(order_a)) != len(order_a):
+        raise ValueError(f"order_a and order_b: a model is listed twice in {list(order_a)}")
+    if len(order_a) < 2:
+        raise ValueError(f"order_a and order_b: Kendall's τ needs at least two models, got {len(order_a)}")
     pos = {m: i for i, m in enumerate(order_b)}
     return float(kendalltau(np.arange(len(order_a)), [pos[m] for m in order_a]).statistic)
 

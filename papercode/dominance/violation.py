@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from ..core.ot import Cost, emd, sinkhorn
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_real, check_tensor, check_weights
 from ..core.ot.dominance1d import quantile_pairs
 
 # %% auto #0
@@ -30,8 +30,9 @@ def check_cost(cost: str | Callable,  # a name in `COSTS` or a callable h(z)
     if callable(cost): return cost
     if cost not in COSTS:
         raise ValueError(f"cost: expected one of {COSTS} or a callable h(z), got {cost!r}")
-    if cost == "logistic" and not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta: the logistic gain must be a positive finite number, got {beta!r}")
+    if cost == "logistic":
+        try: check_real("beta", beta)  # numpy and 0-d torch numbers too; not bools
+        except ValueError: raise ValueError(f"beta: the logistic gain must be a positive finite number, got {beta!r}") from None
     return cost
 
 def _h(z, cost, beta):
@@ -179,20 +180,19 @@ class ViolationResult:
 def ratio_of(num: torch.Tensor,  # (...) OT cost of the direction in the numerator
              other: torch.Tensor,  # (...) OT cost of the reverse direction
              ) -> torch.Tensor:  # (...) in [0, 1]
-    "num / (num + other), ½ where both vanish (eq. 6)."
+    "num / (num + other), ½ where both vanish (eq. 6); NaN where either is NaN."
     den = num + other
     r = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))
+    r = torch.where(torch.isnan(den), den, r)  # a failed solve is not a tie
     return r.clamp(0.0, 1.0)  # a dominated pair's dual objective can come out at -1e-17 (float32: -1e-8); NaN stays NaN
 
 def check_lam(lam: float | None,  # λ >= 0, or None for the default 0.1·d
               d: int,  # number of metrics
               ) -> float:  # λ as a float
     "λ checked to be a finite number >= 0 (None: 0.1·d)."
-    lam = 0.1 * d if lam is None else lam
-    if isinstance(lam, torch.Tensor): lam = lam.item()
-    if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam: must be a finite number >= 0 (0 = exact OT), got {lam!r}")
-    return float(lam)
+    if lam is None: return float(0.1 * d)
+    try: return check_real("lam", lam, pos=False)  # numpy and 0-d torch numbers too; not bools
+    except ValueError: raise ValueError(f"lam: must be a finite number >= 0 (0 = exact OT), got {lam!r}") from None
 
 def violation_ratio(X,  # (n, d) or (n,) score vectors x_i of P (larger is better in every coordinate)
                     Y,  # (m, d) or (m,) score vectors y_j of Q
@@ -204,10 +204,11 @@ def violation_ratio(X,  # (n, d) or (n,) score vectors x_i of P (larger is bette
                     b=None,  # (m,) or (B, m) weights of the y_j (None: uniform), same totals as a
                     max_iter: int = 10_000,  # Sinkhorn iteration budget per direction
                     tol: float = 1e-6,  # Sinkhorn tolerance (relative l1 marginal error)
-                    eps_start: float | None = None,  # ε-scaling start (helps small λ)
+                    eps_start: float | None = None,  # ε-scaling start > λ (helps small λ); None: no annealing
                     ) -> ViolationResult:
     "The (entropic) multivariate FSD violation ratio ε(P, Q) of Rioux et al. (2024), eqs. (6)-(7)."
     X, Y = check_pair(X, Y)
+    if eps_start is not None: eps_start = check_real("eps_start", eps_start)
     probs = lambda w, name, side, n: None if w is None else check_weights(
         w, name, n, where=side + " has {n} points", batch=True, total=1.0).to(dtype=X.dtype, device=X.device)
     a, b = probs(a, "a", "X", X.shape[0]), probs(b, "b", "Y", Y.shape[0])
@@ -229,8 +230,8 @@ def solve_violation(X: torch.Tensor,  # (n, d) checked scores of P (see `check_p
     "`violation_ratio` on inputs its callers have already checked (eqs. 6-7)."
     if value not in ("kl", "linear"):
         raise ValueError(f"value: expected 'kl' (full entropic objective) or 'linear' (<π, C>), got {value!r}")
-    d = X.shape[1]
-    common = dict(cost="callable" if callable(cost) else cost, beta=float(beta), lam=lam, value=value)
+    d, beta = X.shape[1], float(beta)  # numpy or 0-d torch gains recorded as a plain float
+    common = dict(cost="callable" if callable(cost) else cost, beta=beta, lam=lam, value=value)
     if lam == 0 and d == 1 and common["cost"] in CONVEX_COSTS:  # sorting: the monotone coupling is optimal
         qx, qy, mass = quantile_pairs(X[:, 0], Y[:, 0], a, b)
         pq = (mass * _h(qx - qy, cost, beta)).sum(-1)

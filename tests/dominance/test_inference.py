@@ -1,6 +1,7 @@
 """The bootstrap is the resample it claims to be; plug-in and bootstrap standard errors agree; absolute test errors."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,3 +64,38 @@ def test_errors():
         dominance_test(X, Y, 0.4, n_boot=5.5)
     with pytest.raises(ValueError, match="no CLT in d > 1"):
         dominance_test(X, Y, 0.4, n_boot=20, lam=0)
+
+
+def test_bootstrap_weights_refuses_bad_counts():
+    for n, B, name in ((0, 5, "n"), (5, 0, "n_boot"), (5, -1, "n_boot"), (5.0, 3, "n"), (5, True, "n_boot")):
+        with pytest.raises(ValueError, match=f"^{name}: must be a positive integer"):
+            bootstrap_weights(n, B)
+    W = bootstrap_weights(np.int64(6), np.int64(4), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(W, bootstrap_weights(6, 4, generator=torch.Generator().manual_seed(0)))
+
+
+def test_numpy_arguments_and_seed_paired_checks():
+    "numpy n_boot, alpha, eps0 and seed give the Python-number result; a non-integer seed or a non-bool paired is refused."
+    X, Y = _pair(5, 20, 2, 0.3)
+    kw = dict(lam=0.5, n_boot=10)
+    ref = dominance_test(X, Y, 0.4, alpha=0.1, seed=3, **kw)
+    t = dominance_test(X, Y, np.float32(0.4).item(), n_boot=np.int64(10), alpha=np.float64(0.1), seed=np.int64(3), lam=0.5)
+    assert torch.equal(t.boot_ratios, ref.boot_ratios) and t.seed == 3 and type(t.seed) is int and type(t.n_boot) is int
+    t32 = dominance_test(X, Y, np.float32(0.25), alpha=np.float32(0.25), **kw)
+    assert t32.eps0 == float(np.float32(0.25)) and t32.alpha == 0.25
+    for bad in (None, 1.5, "0"):
+        with pytest.raises(ValueError, match="seed: must be an integer"):
+            dominance_test(X, Y, 0.4, seed=bad, **kw)
+    with pytest.raises(ValueError, match="paired: must be True"):
+        dominance_test(X, Y, 0.4, paired="no", **kw)
+    with pytest.raises(ValueError, match="eps0: must lie in"):
+        dominance_test(X, Y, True, **kw)
+
+
+def test_plugin_pvalue_consistent_when_se_vanishes():
+    "P far above Q: both standard errors are 0; the plug-in p-value agrees with its rejection, as the bootstrap's does."
+    X, _ = _pair(6, 20, 2, 0.0)
+    t = dominance_test(X + 100, X, 0.3, n_boot=10, lam=0.5)
+    assert t.se_plugin == 0.0 and t.reject_plugin and t.p_plugin == t.p_boot == 0.0
+    t = dominance_test(X, X, 0.3, n_boot=10, lam=0.5)
+    assert t.se_plugin == 0.0 and not t.reject_plugin and t.p_plugin == t.p_boot == 1.0

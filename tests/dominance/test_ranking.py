@@ -380,3 +380,43 @@ def test_heatmap_marks_the_wins():
         ranking_heatmap(r, order="alphabetical")
     with pytest.raises(TypeError, match="result: expected a RankingResult"):
         ranking_heatmap(r.delta)
+
+
+def test_holm_adjust_checks_its_input():
+    from papercode.dominance.ranking import holm_adjust
+    assert_close(holm_adjust([0.01, 0.04, 0.03]), torch.tensor([0.03, 0.06, 0.06], dtype=f64), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"p: p-values must lie in \[0, 1\]"):
+        holm_adjust(torch.tensor([1.5, -0.2]))
+    with pytest.raises(ValueError, match="p: contains 1 non-finite"):
+        holm_adjust(torch.tensor([0.01, float("nan")]))
+
+
+def test_kendall_tau_refuses_repeats_and_single_models():
+    with pytest.raises(ValueError, match="listed twice"):
+        kendall_tau(["a", "a", "b"], ["a", "b", "a"])
+    with pytest.raises(ValueError, match="at least two models"):
+        kendall_tau(["a"], ["a"])
+
+
+def test_models_and_dict_shapes():
+    S = _chain(20, n=20, k=3)
+    with pytest.raises(ValueError, match="models: expected a sequence of model names, got the string 'xyz'"):
+        as_score_array(S, metrics=M3, models="xyz")
+    with pytest.raises(ValueError, match=r"each model's scores must have shape \(n_prompts, n_metrics\)"):
+        as_score_array({"x": S[:, :2], "y": S[:, :2]}, metrics=M3)
+    with pytest.raises(ValueError, match="each model's scores must have shape"):
+        as_score_array({"x": 1.0, "y": 2.0}, metrics=M3)
+
+
+def test_numpy_level_seed_and_aligned_summary():
+    "numpy level, alpha, n_boot and seed give the Python-number result; summary columns line up for short names."
+    S = _chain(21, n=20, k=3)
+    kw = dict(metrics=M3, models=list("xyz"))
+    r = relative_ranking(S, n_boot=10, alpha=0.1, level=0.9, seed=2, **kw)
+    rn = relative_ranking(S, n_boot=np.int64(10), alpha=np.float64(0.1), level=np.float32(0.5), seed=np.int64(2), **kw)
+    assert torch.equal(r.boot_one_vs_all, rn.boot_one_vs_all) and torch.equal(r.p_adj, rn.p_adj)
+    assert type(rn.seed) is int and type(rn.n_boot) is int and rn.level == 0.5
+    with pytest.raises(ValueError, match="seed: must be an integer"):
+        relative_ranking(S, n_boot=10, seed=None, **kw)
+    lines = r.summary().splitlines()[1:5]
+    assert len({len(line) for line in lines}) == 1, lines

@@ -237,3 +237,32 @@ def test_bad_input():
         violation_ratio(X, Y.to(torch.complex128))
     with pytest.raises(ValueError, match="cannot be read as a numeric tensor"):
         violation_ratio([["a", "b"]], Y)
+
+
+def test_numpy_numbers_accepted_bools_refused():
+    "beta and lam as numpy or 0-d torch numbers give the float result; True is not a number here; eps_start is checked."
+    X, Y = _pair(30, 12, 12, 2, 0.1)
+    ref = violation_ratio(X, Y, beta=8.0, lam=0.2)
+    for beta, lam in ((np.float32(8.0), np.float32(0.2)), (np.float64(8.0), torch.tensor(0.2)), (np.int64(8), 0.2)):
+        r = violation_ratio(X, Y, beta=beta, lam=lam)
+        assert r.ratio.item() == violation_ratio(X, Y, beta=8.0, lam=float(lam)).ratio.item()
+        assert type(r.beta) is float and type(r.lam) is float
+    assert ref.ratio.item() == violation_ratio(X, Y, beta=np.float32(8.0), lam=0.2).ratio.item()
+    with pytest.raises(ValueError, match="lam: must be a finite number >= 0"):
+        violation_ratio(X, Y, lam=True)
+    with pytest.raises(ValueError, match="beta: the logistic gain must be a positive finite number, got True"):
+        violation_ratio(X, Y, beta=True)
+    for bad in (-1.0, 0.0, float("nan"), "2"):
+        with pytest.raises(ValueError, match="eps_start: must be a positive finite number"):
+            violation_ratio(X, Y, eps_start=bad)
+
+
+def test_ratio_of_keeps_nan():
+    "A NaN transport cost (failed solve, overflow) gives a NaN ratio, not the ½ of a tie; 0/0 is still ½."
+    from papercode.dominance.violation import ratio_of
+    nan = float("nan")
+    r = ratio_of(torch.tensor([nan, 1.0, 0.0, 1.0], dtype=f64), torch.tensor([1.0, nan, 0.0, 3.0], dtype=f64))
+    assert torch.isnan(r[:2]).all() and r[2].item() == 0.5 and r[3].item() == 0.25
+    # float32 scores whose squared hinge overflows: the exact 1-D path used to report a tie
+    r = violation_ratio(torch.tensor([1e20]), torch.tensor([-1e20]), cost="sqhinge", lam=0).ratio
+    assert r.item() != 0.5
