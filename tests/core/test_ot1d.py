@@ -41,3 +41,17 @@ def test_translation_closed_form():
     x = torch.randn(50, dtype=f64, generator=torch.Generator().manual_seed(2))
     for p in (1, 2, 3):
         assert_close(ot_1d(x, x + 0.7, p=p).value, 0.7 ** p, rtol=1e-12)
+
+
+def test_dominance_ratio_ignores_empty_intervals_where_scores_overflow():
+    "float32 scores of 1e20: x dominates y, so the W2 violation ratio is 0 (an empty interval times an overflowed square is not NaN)."
+    from papercode.core.ot.dominance1d import almost_dominance_ratio
+    x, y = torch.tensor([1e20, 2e20]), torch.tensor([-1e20, -3e20, 0.0])
+    assert almost_dominance_ratio(x, y).item() == 0.0 and almost_dominance_ratio(y, x).item() == 1.0
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -0.5, "0"])
+def test_first_order_dominance_checks_tol(tol):
+    from papercode.core.ot.dominance1d import first_order_dominance
+    with pytest.raises(ValueError, match="tol: must be a non-negative finite number"):
+        first_order_dominance(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), tol=tol)

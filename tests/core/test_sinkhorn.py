@@ -163,6 +163,10 @@ def test_warm_start_converges_in_fewer_iterations_to_the_same_point():
     (dict(cost="nan"), "cost: contains 1 non-finite"),
     (dict(cost="1d"), "cost: expected 2 or 3 dimensions"),
     (dict(tol=0.0), "tol: must be positive"),
+    (dict(tol=float("nan")), "tol: must be positive"),
+    (dict(tol=True), "tol: must be positive"),
+    (dict(max_iter=True), "max_iter: must be a positive integer"),
+    (dict(max_iter=2.5), "max_iter: must be a positive integer"),
     (dict(method="newton"), "method: expected"),
     (dict(autodiff="magic"), "autodiff: expected"),
 ])
@@ -179,9 +183,17 @@ def test_bad_input_names_the_argument(bad, match):
     if "cost" in bad:
         C = {"nan": C.clone().index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(float("nan"), dtype=f64)),
              "1d": C[0]}[bad["cost"]]
-    kw.update({k: v for k, v in bad.items() if k in ("eps", "tol", "method", "autodiff")})
+    kw.update({k: v for k, v in bad.items() if k in ("eps", "tol", "max_iter", "method", "autodiff")})
     with pytest.raises(ValueError, match=match.replace("(", r"\(")):
         sinkhorn(a, b, C, **kw)
+
+
+def test_numpy_iteration_budget_is_an_integer():
+    "A budget computed with numpy (np.int64) is accepted and gives the same solve as the Python int."
+    x, y, a, b = _instance(3, 12, 9)
+    r1 = sinkhorn(a, b, PointCloudCost(x, y), 0.1, max_iter=np.int64(500), tol=1e-9)
+    r2 = sinkhorn(a, b, PointCloudCost(x, y), 0.1, max_iter=500, tol=1e-9)
+    assert torch.equal(r1.f, r2.f) and r1.n_iter == r2.n_iter and isinstance(r1.n_iter, int)
 
 
 def test_masses_are_reported_when_they_differ():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from .exact import ot_1d
-from ..utils import check_tensor, check_weights
+from ..utils import check_real, check_tensor, check_weights
 
 # %% auto #0
 __all__ = ['quantile_pairs', 'first_order_dominance', 'almost_dominance_ratio']
@@ -52,6 +52,7 @@ def first_order_dominance(x,  # (n,) or (B, n) scores of the candidate "better" 
                           *, tol: float = 0.0,  # allowed shortfall: F_X^{-1} >= F_Y^{-1} - tol
                           ) -> torch.Tensor:  # () or (B,) bool
     "Whether `x` first-order dominates `y`: F_X^{-1}(p) >= F_Y^{-1}(p) for all p (eq. 1)."
+    tol = check_real("tol", tol, pos=False)
     qx, qy, mass = quantile_pairs(x, y, a, b)
     real = mass > 1e-12 * mass.sum(-1, keepdim=True)  # intervals of positive length (not rounding slivers)
     return ((qx >= qy - tol) | ~real).all(-1)
@@ -65,6 +66,11 @@ def almost_dominance_ratio(x,  # (n,) or (B, n) scores of the candidate "better"
     "The W2 violation ratio ε(X, Y) of del Barrio et al. (2018), exactly, from quantile functions (eq. 2)."
     qx, qy, mass = quantile_pairs(x, y, a, b)
     diff = qy - qx
-    num = (mass * diff.clamp_min(0) ** 2).sum(-1)
-    den = (mass * diff ** 2).sum(-1)
+    # the ratio is scale-free: divide by a power of two near the largest gap (exact, so ordinary scores give the same
+    # bits) so that squares of large scores do not overflow; empty intervals add 0
+    mag = torch.where(mass > 0, diff.abs(), torch.zeros_like(diff)).amax(-1, keepdim=True)
+    diff = diff / torch.where(mag > 0, torch.exp2(torch.floor(torch.log2(mag))), torch.ones_like(mag))
+    wsum = lambda t: torch.where(mass > 0, mass * t, torch.zeros_like(t)).sum(-1)
+    num = wsum(diff.clamp_min(0) ** 2)
+    den = wsum(diff ** 2)
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, 0.5))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .costs import Cost, DenseCost, FactoredCost, PointCloudCost, as_cost
-from ..utils import check_tensor
+from ..utils import check_tensor, is_int
 
 # %% auto #0
 __all__ = ['SinkhornResult', 'check_masses', 'check_ot_inputs', 'SinkhornWarning', 'sinkhorn']
@@ -77,9 +77,9 @@ def check_ot_inputs(a,  # (B, n) or (n,) weights, or None (uniform)
     if isinstance(eps, torch.Tensor): eps = eps.item()
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps: must be a positive finite number, got {eps!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
+    if not is_int(max_iter) or max_iter < 1:  # numpy integers too; not bools
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0):  # NaN fails `tol > 0`
         raise ValueError(f"tol: must be positive, got {tol!r}")
     t0 = cost.tensors()[0]
     a, ba = _weights(a, "a", cost.n, "rows", t0.dtype, t0.device)
