@@ -15,7 +15,7 @@ import torch
 
 from ..core.ot import FactoredCost, SinkhornWarning, sinkhorn
 from ..core.ot.sinkhorn import check_masses
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_real, check_tensor, check_weights, is_int
 
 # %% auto #0
 __all__ = ['second_moment', 'igw_cost', 'IGWResult', 'product_start', 'igw', 'igw_lower_bound', 'linear_image_igw']
@@ -45,6 +45,15 @@ def second_moment(X: torch.Tensor,  # (n, d) points x_i
     X = _cloud(X, "X"); a = check_weights(a, "a", X.shape[0], where=_ON_CLOUD, total=1.0, like=X)
     return X.T @ (a[:, None] * X)
 
+def _marginal(m, w, name, side):
+    "Weights `w` checked, and checked to be the plan's marginal `m` (L1 gap within the weights' sum tolerance)."
+    w = check_weights(w, name, len(m), where=_ON_CLOUD, total=1.0, like=m)
+    gap = (m - w).abs().sum().item()
+    if gap > max(1e-6, len(m) * torch.finfo(m.dtype).eps):
+        raise ValueError(f"{name}: differs from the plan's {side} sums by {gap:.3g} (L1), so the plan is not a coupling "
+                         f"of the given weights; pass {name}=None to use the plan's own marginals")
+    return w
+
 def igw_cost(X: torch.Tensor,  # (n, d_x) source points
              Y: torch.Tensor,  # (m, d_y) target points
              plan: torch.Tensor,  # (n, m) coupling π of a and b (total mass 1)
@@ -58,8 +67,8 @@ def igw_cost(X: torch.Tensor,  # (n, d_x) source points
     if P.shape != (X.shape[0], Y.shape[0]):
         raise ValueError(f"plan: expected shape {(X.shape[0], Y.shape[0])}, got {tuple(P.shape)}")
     check_weights(P.sum(1), "plan", X.shape[0], total=1.0)  # a coupling of probability measures: mass 1
-    a = P.sum(1) if a is None else check_weights(a, "a", X.shape[0], where=_ON_CLOUD, total=1.0, like=X)
-    b = P.sum(0) if b is None else check_weights(b, "b", Y.shape[0], where=_ON_CLOUD, total=1.0, like=X)
+    a = P.sum(1) if a is None else _marginal(P.sum(1), a, "a", "row")
+    b = P.sum(0) if b is None else _marginal(P.sum(0), b, "b", "column")
     M = X.T @ P @ Y
     return (second_moment(X, a) ** 2).sum() + (second_moment(Y, b) ** 2).sum() - 2 * (M ** 2).sum()
 
@@ -177,23 +186,21 @@ def _inits(X, Y, a, b, n_init: int, sign_flips: bool, init, gen, product: bool =
         As.append(G * (nrm / G.norm()))
     return torch.stack(As)
 
+def _count(name, v, least=0):
+    "`v` as an int (Python or NumPy integer, not a bool) of at least `least`; a ValueError naming `name` otherwise."
+    if not is_int(v) or v < least:
+        raise ValueError(f"{name}: must be a {'non-negative' if least == 0 else 'positive'} integer, got {v!r}")
+    return int(v)
+
 def _check_args(eps, n_init, max_iter, tol, swap_max_n=0, screen=0):
-    if not isinstance(screen, int) or screen < 0:
-        raise ValueError(f"screen: must be a non-negative integer, got {screen!r}")
-    if not isinstance(swap_max_n, int) or swap_max_n < 0:
-        raise ValueError(f"swap_max_n: must be a non-negative integer, got {swap_max_n!r}")
+    "The solver's arguments checked, as (eps, n_init, max_iter, tol, swap_max_n, screen) in Python types."
+    screen, swap_max_n = _count("screen", screen), _count("swap_max_n", swap_max_n)
     if eps is not None:
-        if isinstance(eps, torch.Tensor): eps = eps.item()
-        if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-            raise ValueError(f"eps: must be None (exact) or a positive finite number, got {eps!r}")
-        eps = float(eps)
-    if not isinstance(n_init, int) or isinstance(n_init, bool) or n_init < 0:
-        raise ValueError(f"n_init: must be a non-negative integer, got {n_init!r}")
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ValueError(f"tol: must be a non-negative number, got {tol!r}")
-    return eps
+        try: eps = check_real("eps", eps)
+        except ValueError: raise ValueError(f"eps: must be None (exact) or a positive finite number, got {eps!r}") from None
+    n_init, max_iter = _count("n_init", n_init), _count("max_iter", max_iter, 1)
+    tol = check_real("tol", tol, pos=False)
+    return eps, n_init, max_iter, tol, swap_max_n, screen
 
 # %% ../../nbs/01_igw/10_distance.ipynb #edbc422f
 def igw(X: torch.Tensor,  # (n, d_x) source points x_i
@@ -216,12 +223,14 @@ def igw(X: torch.Tensor,  # (n, d_x) source points x_i
     "IGW² between two weighted clouds by alternating linear OT on the rank-d cost −4xᵀAy (eq. 3), best of several starts."
     X, Y, a, b = _inputs(X, Y, a, b)
     if n_init is None: n_init = 4 if eps is not None else max(4, min(32, 3200 // max(X.shape[0], Y.shape[0])))
-    eps = _check_args(eps, n_init, max_iter, tol, swap_max_n, screen)
-    if not isinstance(coarse, int) or coarse < 0:
-        raise ValueError(f"coarse: must be a non-negative integer, got {coarse!r}")
+    eps, n_init, max_iter, tol, swap_max_n, screen = _check_args(eps, n_init, max_iter, tol, swap_max_n, screen)
+    coarse, seed, inner_max_iter = _count("coarse", coarse), _count("seed", seed), _count("inner_max_iter", inner_max_iter, 1)
+    inner_tol = check_real("inner_tol", inner_tol)
+    if not isinstance(sign_flips, (bool, np.bool_)):
+        raise ValueError(f"sign_flips: must be True or False, got {sign_flips!r}")
     if not sign_flips and n_init == 0 and init is None:
         raise ValueError("n_init: no starting point (sign_flips=False, n_init=0 and no init)")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     product = sign_flips and eps is None and product_start(X, Y, a, b) is not None
     A0 = _inits(X, Y, a, b, n_init, sign_flips, init, gen, product=product)
     const = (second_moment(X, a) ** 2).sum() + (second_moment(Y, b) ** 2).sum()

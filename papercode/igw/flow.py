@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.plotting import slider_figure
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_real, check_tensor, check_weights, is_int
 from .distance import second_moment
 from .functionals import Functional
 from .mobility import mobility
@@ -52,13 +52,14 @@ def _flow(X0, functional, step, n_steps, a, record_every, method, geometry, vel)
     X = check_tensor(X0, "X0", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
     X = X.clone()
+    functional.check_dim(X, "X0")
     a = check_weights(a, "a", X.shape[0], where="X0 has {n} points", total=1.0, like=X)
-    if not (isinstance(step, (int, float)) and step > 0):
-        raise ValueError(f"step: must be a positive number, got {step!r}")
-    if not isinstance(n_steps, int) or n_steps < 0:
+    step = check_real("step", step)
+    if not is_int(n_steps) or n_steps < 0:
         raise ValueError(f"n_steps: must be a non-negative integer, got {n_steps!r}")
-    if not isinstance(record_every, int) or record_every < 1:
+    if not is_int(record_every) or record_every < 1:
         raise ValueError(f"record_every: must be a positive integer, got {record_every!r}")
+    n_steps, record_every = int(n_steps), int(record_every)
     if method not in ("euler", "heun"):
         raise ValueError(f"method: expected 'euler' or 'heun', got {method!r}")
     snaps, times, vals, sig, ang = [], [], [], [], []
@@ -133,7 +134,10 @@ def shape_cloud(n: int,  # number of points
                 noise: float = 0.08,  # Gaussian jitter around the strokes
                 ) -> tuple:  # (X (n, 2) centred points, t (n,) position along the strokes in [0, 1])
     "Points on the letter F (asymmetric, so rotations and tears are visible), centred."
-    g = torch.Generator().manual_seed(seed)
+    if not is_int(n) or n < 1: raise ValueError(f"n: must be a positive integer, got {n!r}")
+    if not is_int(seed) or seed < 0: raise ValueError(f"seed: must be a non-negative integer, got {seed!r}")
+    noise = check_real("noise", noise, pos=False)
+    g = torch.Generator().manual_seed(int(seed))
     t = torch.rand(n, generator=g, dtype=torch.float64).sort().values
     P = torch.empty(n, 2, dtype=torch.float64)
     m1, m2, m3 = t < 0.5, (t >= 0.5) & (t < 0.8), t >= 0.8  # stem, top bar, middle bar
@@ -148,14 +152,29 @@ def linear_image(X: torch.Tensor,  # (n, d) cloud
                  s: tuple = (1.5, 0.7),  # scalings along the principal axes of Σ (decreasing eigenvalue)
                  ) -> torch.Tensor:  # (n, 2) the image T x_i with T = O U diag(s) Uᵀ
     "A rotated, anisotropically scaled copy of a 2-D cloud (a linear image, eq. 5 / 15)."
+    X = check_tensor(X, "X", ndim=2)
+    if not X.is_floating_point(): X = X.to(torch.float64)
+    if X.shape[1] != 2: raise ValueError(f"X: linear_image maps 2-D clouds, got points of dimension {X.shape[1]}")
+    try: angle = float(angle)
+    except (TypeError, ValueError): angle = None
+    if angle is None or not math.isfinite(angle): raise ValueError("angle: must be a finite number of radians")
+    s = check_tensor(s, "s", ndim=1, dtype=X.dtype)
+    if s.shape != (2,) or bool((s == 0).any()):
+        raise ValueError(f"s: expected two non-zero scalings, got {tuple(s.tolist())}")
     lam, U = torch.linalg.eigh(second_moment(X)); U = U.flip(1)
     O = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=X.dtype)
-    return X @ (O @ U @ torch.diag(torch.tensor(s, dtype=X.dtype)) @ U.T).T
+    return X @ (O @ U @ torch.diag(s.to(X)) @ U.T).T
 
 def tearing(X0: torch.Tensor,  # (n, d) initial cloud
             X1: torch.Tensor,  # (n, d) final cloud, same particles
             ) -> float:
     "Relative residual of the best linear map X0 → X1: 0 for a global linear morph, large when torn."
+    X0 = check_tensor(X0, "X0", ndim=2)
+    if not X0.is_floating_point(): X0 = X0.to(torch.float64)
+    X1 = check_tensor(X1, "X1", ndim=2).to(X0)
+    if X1.shape[0] != X0.shape[0]:
+        raise ValueError(f"X1: expected the same {X0.shape[0]} particles as X0, got {X1.shape[0]}")
+    if not bool(X1.ne(0).any()): raise ValueError("X1: is all zeros (the relative residual is undefined)")
     A = torch.linalg.lstsq(X0, X1).solution
     return ((X1 - X0 @ A).norm() / X1.norm()).item()
 

@@ -5,9 +5,11 @@
 # %% ../../nbs/01_igw/30_functionals.ipynb #75e539d4
 from __future__ import annotations
 
+import inspect
+
 import torch
 
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_real, check_tensor, check_weights, is_int
 from .distance import igw, second_moment
 
 # %% auto #0
@@ -17,6 +19,15 @@ __all__ = ['Functional', 'QuadraticPotential', 'SecondMomentMatching', 'MMD', 'I
 class Functional:
     "F(ρ) for ρ = Σ_i a_i δ_{x_i}: `value(X, a)`, and the Wasserstein gradient `grad(X, a)` of eq. (10)."
     name: str = "F"
+    dim: int | None = None  # the dimension d of the points F is defined on (None: any)
+
+    def check_dim(self, X: torch.Tensor,  # (n, d) particles
+                  name: str = "X",  # the argument's name, for the error message
+                  ) -> None:
+        "Raise a ValueError naming `name` when the points' dimension is not the functional's."
+        if self.dim is not None and X.shape[-1] != self.dim:
+            raise ValueError(f"{name}: points of dimension {X.shape[-1]}, but {self.name} is defined on "
+                             f"R^{self.dim}")
 
     def value(self, X: torch.Tensor,  # (n, d) particles
               a: torch.Tensor,  # (n,) weights
@@ -38,6 +49,8 @@ class Functional:
 
     def __call__(self, X, a=None):
         X = check_tensor(X, "X", ndim=2)
+        if not X.is_floating_point(): X = X.to(torch.float64)
+        self.check_dim(X)
         a = check_weights(a, "a", X.shape[0], where="X has {n} points", total=1.0, like=X)
         return self.value(X, a)
 
@@ -49,10 +62,15 @@ class QuadraticPotential(Functional):
     def __init__(self, Q: torch.Tensor,  # (d, d) symmetric matrix, or a number α (Q = α I)
                  c: torch.Tensor | None = None,  # (d,) linear term (default 0)
                  ):
-        self.Q = torch.as_tensor(Q, dtype=torch.float64)
+        self.Q = check_tensor(Q, "Q", ndim=(0, 2), dtype=torch.float64).to(torch.float64)
+        if self.Q.ndim == 2 and self.Q.shape[0] != self.Q.shape[1]:
+            raise ValueError(f"Q: must be a square symmetric matrix or a number, got shape {tuple(self.Q.shape)}")
         if self.Q.ndim == 2 and not torch.allclose(self.Q, self.Q.T):
             raise ValueError("Q: must be symmetric")
         self.c = None if c is None else check_tensor(c, "c", ndim=1, dtype=torch.float64)
+        self.dim = self.Q.shape[0] if self.Q.ndim == 2 else None if self.c is None else len(self.c)
+        if self.c is not None and len(self.c) != self.dim:
+            raise ValueError(f"c: has {len(self.c)} entries but Q is {self.dim}×{self.dim}")
         self.name = "quadratic potential"
 
     def _Q(self, X):
@@ -76,6 +94,7 @@ class SecondMomentMatching(Functional):
         self.S = check_tensor(S, "S", ndim=2, dtype=torch.float64)
         if self.S.shape[0] != self.S.shape[1] or not torch.allclose(self.S, self.S.T):
             raise ValueError(f"S: must be a symmetric square matrix, got shape {tuple(self.S.shape)}")
+        self.dim = self.S.shape[0]
         self.name = "second-moment matching"
 
     def value(self, X, a):
@@ -97,10 +116,9 @@ class MMD(Functional):
                  sigma: float = 1.0,  # kernel bandwidth σ
                  ):
         self.Y, self.b = _target(Y, b)
-        if not (isinstance(sigma, (int, float)) and sigma > 0):
-            raise ValueError(f"sigma: must be a positive number, got {sigma!r}")
-        self.sigma = float(sigma)
-        self.name = f"MMD (sigma={sigma:g})"
+        self.sigma = check_real("sigma", sigma)
+        self.dim = self.Y.shape[1]
+        self.name = f"MMD (sigma={self.sigma:g})"
 
     def _k(self, U, V):
         return torch.exp(-torch.cdist(U, V) ** 2 / (2 * self.sigma ** 2))
@@ -117,6 +135,8 @@ class MMD(Functional):
         return -2.0 / self.sigma ** 2 * (gx - gy)
 
 # %% ../../nbs/01_igw/30_functionals.ipynb #f552bdea
+_IGW_KW = {p for p in inspect.signature(igw).parameters if p not in ("X", "Y", "a", "b", "eps")}
+
 class IGWToTarget(Functional):
     "F(ρ) = ½ IGW²(ρ, ν), with the IGW solution warm-started from the previous call (eq. 11)."
     def __init__(self, Y: torch.Tensor,  # (m, d_y) target points
@@ -126,7 +146,14 @@ class IGWToTarget(Functional):
                  **igw_kwargs,  # more keyword arguments for `igw`
                  ):
         self.Y, self.b = _target(Y, b)
-        self.eps, self.kw, self.every = eps, igw_kwargs, restarts_every
+        if eps is not None: eps = check_real("eps", eps)
+        if not is_int(restarts_every) or restarts_every < 0:
+            raise ValueError(f"restarts_every: must be a non-negative integer, got {restarts_every!r}")
+        bad = sorted(set(igw_kwargs) - _IGW_KW)
+        if bad:
+            raise ValueError(f"igw_kwargs: {', '.join(bad)} not keyword argument(s) of `igw` "
+                             f"(those are {', '.join(sorted(_IGW_KW))})")
+        self.eps, self.kw, self.every = eps, igw_kwargs, int(restarts_every)
         self.last, self.calls = None, 0
         self.name = "½ IGW² to a target"
 
@@ -135,7 +162,7 @@ class IGWToTarget(Functional):
         Y, b = self.Y.to(X), self.b.to(X)
         warm = self.last is not None and self.last.X.shape == X.shape and not (self.every and self.calls % self.every == 0)
         if warm:
-            r = igw(X, Y, a, b, eps=self.eps, init=self.last, sign_flips=False, n_init=0, **self.kw)
+            r = igw(X, Y, a, b, eps=self.eps, **{**self.kw, "init": self.last, "sign_flips": False, "n_init": 0})
         else:
             r = igw(X, Y, a, b, eps=self.eps, **self.kw)
         self.last, self.calls = r, self.calls + 1

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..core.ot import emd
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_tensor, check_weights, is_int
 from .distance import igw
 from .mobility import mobility
 
@@ -43,7 +43,9 @@ def _gram_path(X, Ys, ts, a):
         Zt = torch.cat([(1 - t) ** 0.5 * X, t ** 0.5 * Ys], 1) * sa  # weighted realisation in R^{2d}
         U, S, _ = torch.linalg.svd(Zt, full_matrices=False)
         d = X.shape[1]
-        Z = U[:, :d] * S[:d] / sa
+        k = min(d, U.shape[1])  # fewer points than dimensions: the realisation spans at most n of them
+        Z = U[:, :k] * S[:k] / sa
+        if k < d: Z = torch.cat([Z, Z.new_zeros(Z.shape[0], d - k)], 1)
         Z = _procrustes(Z, prev, a)
         out.append(Z); prev = Z
     return torch.stack(out)
@@ -81,6 +83,8 @@ def igw_interpolate(X: torch.Tensor,  # (n, d) source cloud
     "Interpolate between two clouds in the IGW geometry (Gram line or least action) or by McCann's W2 map."
     if method not in ("gram", "action", "mccann"):
         raise ValueError(f"method: expected 'gram', 'action' or 'mccann', got {method!r}")
+    if not is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     X = check_tensor(X, "X", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
     Y = check_tensor(Y, "Y", ndim=2, dtype=X.dtype).to(X)
@@ -106,7 +110,7 @@ def igw_interpolate(X: torch.Tensor,  # (n, d) source cloud
         perm = r.perm
         Z = _gram_path(X, Ys, ts, a)
         if method == "action":
-            Z = _action_path(X, Ys, ts, a, Z, max_iter)
+            Z = _action_path(X, Ys, ts, a, Z, int(max_iter))
     W = a[:, None] * a[None, :]
     nrm = lambda G: ((G ** 2) * W).sum().sqrt()
     Gt = [(1 - t) * (X @ X.T) + t * (Ys @ Ys.T) for t in ts.tolist()]
@@ -129,6 +133,13 @@ def metric_action(clouds: torch.Tensor,  # (T, n, d) a path of clouds
     "Σ_k g_{ρ_k}(v_k, v_k) Δt_k with v_k = (Z_{k+1} − Z_k)/Δt_k and the metric tensor of eq. (7)."
     if rule not in ("left", "midpoint"):
         raise ValueError(f"rule: expected 'left' or 'midpoint', got {rule!r}")
+    clouds = check_tensor(clouds, "clouds", ndim=3)
+    if not clouds.is_floating_point(): clouds = clouds.to(torch.float64)
+    ts = check_tensor(ts, "ts", ndim=1, dtype=clouds.dtype)
+    if len(ts) != clouds.shape[0]:
+        raise ValueError(f"ts: has {len(ts)} times but clouds has {clouds.shape[0]} frames")
+    if bool((ts[1:] <= ts[:-1]).any()):
+        raise ValueError("ts: must be increasing (a decreasing time step makes the action negative)")
     tot = 0.0
     for k in range(len(ts) - 1):
         dt = (ts[k + 1] - ts[k]).item()

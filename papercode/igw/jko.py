@@ -5,12 +5,11 @@
 # %% ../../nbs/01_igw/50_jko.ipynb #7af53092
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ..core.utils import check_tensor, check_weights
+from ..core.utils import check_real, check_tensor, check_weights, is_int
 from .functionals import Functional
 
 # %% auto #0
@@ -64,16 +63,21 @@ def _newton(J, z0, A, max_iter, tol):
             if (g @ dz) < 0: break
             mu = max(10 * mu, 1e-8 * H.abs().max().item())
         t = 1.0
-        while t > 1e-12:
-            fn = J(z + t * dz).item()
-            if fn <= f + 1e-4 * t * (g @ dz).item(): break
-            t *= 0.5
+        if -(g @ dz).item() <= 16 * torch.finfo(z.dtype).eps * abs(f):
+            # the predicted decrease is below J's rounding: a line search cannot see it (it would accept a
+            # vanishing step whose value rounds to J's); near the minimum the full Newton step is the one to take
+            fn = J(z + dz).item()
+        else:
+            while t > 1e-12:
+                fn = J(z + t * dz).item()
+                if fn <= f + 1e-4 * t * (g @ dz).item(): break
+                t *= 0.5
         z, f = z + t * dz, fn
     return z, it, conv
 
 # %% ../../nbs/01_igw/50_jko.ipynb #33acf127
 def igw_jko_step(X: torch.Tensor,  # (n, d) current particles x_i (ρ_k)
-                 functional: Functional,  # F, differentiable in the positions through `value`
+                 functional: Functional,  # F, twice differentiable by torch.func through `value` (not MMD or IGWToTarget)
                  tau: float,  # step τ > 0
                  *, a: torch.Tensor | None = None,  # (n,) weights (None: uniform)
                  align: bool = True,  # impose the W2 alignment (Zᵀ diag(a) X symmetric)
@@ -85,8 +89,13 @@ def igw_jko_step(X: torch.Tensor,  # (n, d) current particles x_i (ρ_k)
         raise ValueError(f"functional: expected a Functional, got {type(functional).__name__}")
     X = check_tensor(X, "X", ndim=2)
     if not X.is_floating_point(): X = X.to(torch.float64)
-    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau: must be a positive finite number, got {tau!r}")
+    functional.check_dim(X)
+    tau = check_real("tau", tau)
+    if not is_int(max_iter) or max_iter < 1:
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+    tol = check_real("tol", tol, pos=False)
+    if not isinstance(align, bool):
+        raise ValueError(f"align: must be True or False, got {align!r}")
     n, d = X.shape
     if n * d > 600:
         raise ValueError(f"X: n·d = {n * d} is too large for the dense Newton solver (at most 600); "
@@ -100,7 +109,12 @@ def igw_jko_step(X: torch.Tensor,  # (n, d) current particles x_i (ρ_k)
         return functional.value(Z, a) + ((G0 - Z @ Z.T) ** 2 * W).sum() / (2 * tau)
 
     A = _align_matrix(X, a) if align else X.new_zeros(0, n * d)
-    z, it, conv = _newton(J, X.reshape(-1), A, max_iter, tol)
+    try:
+        z, it, conv = _newton(J, X.reshape(-1), A, int(max_iter), tol)
+    except (NotImplementedError, RuntimeError) as e:  # e.g. MMD's cdist (no second derivative), IGWToTarget's OT solve
+        raise ValueError(f"functional: {functional.name} cannot be differentiated twice by torch.func through its "
+                         f"`value`, which the Newton solver needs ({type(e).__name__}: {str(e)[:120]}); "
+                         "use igw_flow for this functional") from e
     Z = z.reshape(n, d)
     return JKOResult(Z=Z, velocity=(Z - X) / tau, objective=J(z), value=functional.value(Z, a), n_iter=it,
                      converged=conv, aligned=align, tau=float(tau))

@@ -20,7 +20,24 @@ def lyapunov(S: torch.Tensor,  # (d, d) symmetric positive definite Σ
              eig: tuple | None = None,  # precomputed (λ, U) of S
              ) -> torch.Tensor:  # (..., d, d)
     "Solve Σ B + B Σ = R for B through the eigendecomposition of Σ."
-    lam, U = torch.linalg.eigh(S) if eig is None else eig
+    if eig is None:
+        S = check_tensor(S, "S", ndim=2)
+        if not S.is_floating_point(): S = S.to(torch.float64)
+        if S.shape[0] != S.shape[1] or not torch.allclose(S, S.mT):
+            raise ValueError(f"S: must be a symmetric square matrix, got shape {tuple(S.shape)}")
+        lam, U = torch.linalg.eigh(S)
+        if not lam[0] > 0:
+            raise ValueError(f"S: must be positive definite (smallest eigenvalue {lam[0].item():.3g}); "
+                             "Σ B + B Σ = R has no unique solution otherwise")
+    else:
+        lam, U = eig
+    R = check_tensor(R, "R", dtype=U.dtype, device=U.device)
+    if R.ndim < 2 or tuple(R.shape[-2:]) != (len(lam), len(lam)):
+        raise ValueError(f"R: expected shape (..., {len(lam)}, {len(lam)}), got {tuple(R.shape)}")
+    return _lyap(R.to(U), lam, U)
+
+def _lyap(R, lam, U):
+    "The solve of `lyapunov` from the eigendecomposition (λ, U) of Σ, unchecked (`Mobility` calls it per velocity)."
     Rt = U.mT @ R @ U
     return U @ (Rt / (lam[:, None] + lam[None, :])) @ U.mT
 
@@ -62,7 +79,7 @@ class Mobility:
                  ) -> torch.Tensor:  # (d, d) skew B
         "The skew B whose rotation field x ↦ Bx is the L²(ρ)-projection of g on ker L_ρ."
         C = self.moment(G)
-        return lyapunov(self.Sigma, C - C.T, self.eig)
+        return _lyap(C - C.T, *self.eig)
 
     def project(self, G: torch.Tensor,  # (n, d) field g
                 ) -> torch.Tensor:  # (n, d)
@@ -109,14 +126,19 @@ def igw_velocity(X: torch.Tensor,  # (n, d) particle positions x_i
                  a: torch.Tensor | None = None,  # (n,) weights (None: uniform)
                  ) -> torch.Tensor:  # (n, d) velocity v_i
     "The IGW gradient-flow velocity v = −½ L_ρ⁺ ∇δF(ρ) (our normalisation; eq. 9)."
-    return -0.5 * mobility(X, a).pinv(grad)
+    L = mobility(X, a)
+    return -0.5 * L.pinv(L._rows(grad, "grad"))
 
 def angular_momentum(X: torch.Tensor,  # (n, d) positions
                      V: torch.Tensor,  # (n, d) velocities
                      a: torch.Tensor | None = None,  # (n,) weights (None: uniform)
                      ) -> torch.Tensor:  # ()
     "‖∫ (v xᵀ − x vᵀ) dρ‖_F: zero for every IGW velocity (and for the W2-aligned JKO step)."
-    X = check_tensor(X, "X", ndim=2); V = check_tensor(V, "V", ndim=2).to(X)
+    X = check_tensor(X, "X", ndim=2)
+    if not X.is_floating_point(): X = X.to(torch.float64)
+    V = check_tensor(V, "V", ndim=2).to(X)
+    if V.shape != X.shape:
+        raise ValueError(f"V: expected one velocity per point, shape {tuple(X.shape)}, got {tuple(V.shape)}")
     a = check_weights(a, "a", X.shape[0], where="X has {n} points", total=1.0, like=X)
     K = V.T @ (a[:, None] * X)
     return torch.linalg.matrix_norm(K - K.T)

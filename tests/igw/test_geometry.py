@@ -1,5 +1,6 @@
-"""Independent checks of the mobility operator (D9), the flows (D5-D7, D11), the JKO step (D10) and the
-interpolations (D8) against dense linear algebra, SciPy, closed forms and finite differences."""
+"""Independent checks of the mobility operator (eqs. 7-9), the flows (eq. 12 and the closed forms of the flows
+notebook), the JKO step (eqs. 16-17) and the interpolations against dense linear algebra, SciPy, closed forms and
+finite differences."""
 import math
 
 import numpy as np
