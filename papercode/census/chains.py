@@ -83,8 +83,18 @@ class _Moves:
             self.cache[key] = same_sum_multisets(s, self.dist)
         return self.cache[key]
 
+def _check_count(v, name: str, low: int = 0):
+    "`ValueError` naming `name` unless `v` is an integer (not a bool) >= `low`."
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < low:
+        raise ValueError(f"{name}: must be an integer >= {low}, got {v!r}")
+
+def _check_gamma(gamma):
+    if isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma: must be a finite number >= 0, got {gamma!r}")
+
 def _check_k(k, n):
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, (bool, np.bool_)) or k < 1:
         raise ValueError(f"k: must be a positive integer, got {k!r}")
     if k > n:
         raise ValueError(f"k: cannot resample k={k} households in a block of {n}")
@@ -161,6 +171,7 @@ def transition_matrix(c,  # (d,) target
         p = np.exp(lw - lw.max()); p /= p.sum()
         return ChainMatrix(T=T, states=X, target=p, exact=np.ones(N, bool), chain=chain, k=int(k), gamma=None)
     if chain == "simple":
+        _check_gamma(gamma)
         X = relaxed_space(c, dist, max_states)
         idx = eligible(c, dist)
         where = {x.tobytes(): i for i, x in enumerate(X)}
@@ -187,11 +198,19 @@ def spectral_gap(T: np.ndarray,  # (N, N) transition matrix
                  ) -> float:  # 1 - (second largest |eigenvalue|); 0 for a disconnected chain
     "Absolute spectral gap of a transition matrix."
     T = np.asarray(T, dtype=np.float64)
-    if T.ndim != 2 or T.shape[0] != T.shape[1] or not np.allclose(T.sum(1), 1, atol=1e-10) or (T < -1e-15).any():
-        raise ValueError("T: expected a square row-stochastic matrix")
+    if T.ndim != 2 or T.shape[0] != T.shape[1] or len(T) == 0 or not np.allclose(T.sum(1), 1, atol=1e-10) or (T < -1e-15).any():
+        raise ValueError(f"T: expected a non-empty square row-stochastic matrix, got shape {T.shape}")
+    if p is not None:  # the symmetric eigensolver is only right for a chain reversible with respect to p
+        p = np.asarray(p, dtype=np.float64)
+        if p.shape != (len(T),) or not np.isfinite(p).all() or (p <= 0).any() or abs(p.sum() - 1) > 1e-9:
+            raise ValueError(f"p: expected {len(T)} positive probabilities summing to 1, got shape {p.shape}")
+        F = p[:, None] * T  # probability flow i -> j
+        if np.abs(F - F.T).max() > 1e-9:
+            raise ValueError(f"p: T is not reversible with respect to p (detailed balance off by {np.abs(F - F.T).max():.2g}); "
+                             "call spectral_gap(T) without p")
     if len(T) == 1: return 1.0
     if p is not None:
-        s = np.sqrt(np.asarray(p, dtype=np.float64))
+        s = np.sqrt(p)
         ev = np.linalg.eigvalsh((s[:, None] * T) / s[None, :])
     else:
         ev = np.linalg.eigvals(T)
@@ -212,6 +231,13 @@ def mixing_bounds(gap: float,  # spectral gap
                   eps: float = 1 / (2 * math.e),  # total-variation level
                   ) -> MixingBounds:
     "Mixing-time bounds from the spectral gap (reduced chain, or simple chain with p_γ)."
+    if not np.isfinite(gap) or gap > 1:
+        raise ValueError(f"gap: an absolute spectral gap lies in [0, 1] (<= 0: disconnected), got {gap!r}")
+    _check_count(n_states, "n_states", 1)
+    if p_gamma is not None and not 0 < p_gamma <= 1:
+        raise ValueError(f"p_gamma: a solution density lies in (0, 1], got {p_gamma!r}")
+    if not 0 < eps < 0.5:
+        raise ValueError(f"eps: a total-variation level lies in (0, 1/2), got {eps!r}")
     if gap <= 0: return MixingBounds(lower=math.inf, upper=math.inf, gap=float(gap), eps=eps)
     if p_gamma is None:
         return MixingBounds((1 / gap - 1) * math.log(1 / (2 * eps)), math.log(n_states / eps) / gap, gap, eps)
@@ -252,6 +278,7 @@ def reduced_chain_run(x0: np.ndarray,  # (V,) starting solution
     x = x0.copy()
     n = int(x.sum())
     _check_k(k, n)
+    _check_count(steps, "steps")
     moves = moves or _Moves(dist, None)
     for _ in range(steps):
         if rng.random() < 0.5: continue
@@ -278,7 +305,8 @@ def simple_chain_run(c,  # (d,) target
                      ) -> tuple:  # ((n, V) exact samples, tries that ended off X_b)
     "Simple chain: runs of `steps` Gibbs moves from the empty multiset, kept when they end on a solution."
     c = check_target(c, dist)
-    if gamma < 0: raise ValueError(f"gamma: must be >= 0, got {gamma}")
+    _check_gamma(gamma); _check_count(steps, "steps"); _check_count(n, "n")
+    if not c.any(): return np.zeros((n, len(dist.pi)), np.int64), 0  # the empty block: every try ends on the empty multiset
     idx = eligible(c, dist)
     if len(idx) == 0: raise ValueError("simple chain: no eligible vector")
     A = dist.vectors
@@ -340,8 +368,8 @@ def sample_block(c,  # (d,) block target at the distribution's level
                  ) -> BlockSample:
     "Draw n multisets of households reproducing the block's vector, with the named sampler."
     c = check_target(c, dist)
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: must be a positive integer, got {n!r}")
+    _check_count(n, "n", 1); _check_count(steps, "steps")
+    if method == "simple_chain": _check_gamma(gamma)
     rng = np.random.default_rng(seed)
     restarts, exact = 0, True
     if method in ("exact", "reduced_chain"):
@@ -359,6 +387,7 @@ def sample_block(c,  # (d,) block target at the distribution's level
         law = ("P_b (complete pool, renormalised)" if sol.complete else
                f"P_b restricted to the {len(sol.counts)} solutions found (pool saturated: NOT the exact law)")
     elif method == "reduced_chain":
+        if not c.any(): _check_k(k, 0)  # the empty block has no household to resample
         if ex.info.fixed_households is None:
             raise ValueError("reduced chain: needs an encoding that fixes the household count (levels 1-2)")
         _check_k(k, ex.info.fixed_households)

@@ -94,7 +94,9 @@ def vector_distribution(vectors,  # (V, d) distinct non-negative integer vectors
     A = np.asarray(vectors)
     if A.ndim != 2 or A.shape[0] == 0:
         raise ValueError(f"vectors: expected a non-empty (V, d) array, got shape {A.shape}")
-    if A.dtype.kind == "f" and not (np.isfinite(A).all() and (A == np.round(A)).all()):
+    if A.dtype.kind not in "biuf":
+        raise ValueError(f"vectors: entries must be integers, got dtype {A.dtype}")
+    if A.dtype.kind == "f" and not (np.isfinite(A).all() and (A == np.round(A)).all() and (np.abs(A) < 2.0 ** 62).all()):
         raise ValueError("vectors: entries must be integers")
     A = A.astype(np.int64)
     if (A < 0).any():

@@ -41,6 +41,14 @@ def _pack(counts, dist, *, complete, n_solutions, mass, method, status, t0):
                           n_solutions=n_solutions, mass=1.0 if complete else mass, method=method, status=status,
                           seconds=time.perf_counter() - t0)
 
+def _check_limits(limit, time_limit):
+    "`ValueError` naming the argument unless `limit` is a positive integer and `time_limit` None or a positive finite number of seconds."
+    if not isinstance(limit, (int, np.integer)) or isinstance(limit, (bool, np.bool_)) or limit < 1:
+        raise ValueError(f"limit: must be a positive integer, got {limit!r}")
+    if time_limit is not None and (isinstance(time_limit, (bool, np.bool_)) or not isinstance(time_limit, (int, float, np.integer, np.floating))
+                                   or not np.isfinite(time_limit) or time_limit <= 0):
+        raise ValueError(f"time_limit: must be None or a positive finite number of seconds, got {time_limit!r}")
+
 # %% ../../nbs/08_census/30_solvers.ipynb #ecaf6629
 def cpsat_enumerate(c,  # (d,) target
                     dist: HouseholdDist,  # the vectors
@@ -50,6 +58,7 @@ def cpsat_enumerate(c,  # (d,) target
     "All solutions of Σ m_h a(h) = c by OR-Tools CP-SAT (one worker, deduplicated), at most `limit`."
     from ortools.sat.python import cp_model
     c = check_target(c, dist)
+    _check_limits(limit, time_limit)
     idx = eligible(c, dist)
     A = dist.vectors[idx]
     model = cp_model.CpModel()
@@ -105,10 +114,12 @@ def highs_map(c,  # (d,) target
     "argmin Σ m_h(-log π_h) s.t. Σ m_h a(h) = c, m integer >= 0, by HiGHS (the official code's ILP objective)."
     import highspy
     c = check_target(c, dist)
+    _check_limits(1, time_limit)
     idx = eligible(c, dist)
     A = dist.vectors[idx].astype(np.float64)
-    if len(idx) == 0:
-        return (np.zeros(len(dist.pi), np.int64) if not c.any() else None), "no eligible vector"
+    if len(idx) == 0:  # no vector fits under c: the empty block has the empty multiset, any other block is infeasible
+        return (np.zeros(len(dist.pi), np.int64), "empty block: the empty multiset") if not c.any() else \
+            (None, "infeasible: no eligible vector")
     h = _silent_highs()
     if time_limit is not None: h.setOptionValue("time_limit", float(time_limit))
     lp = highspy.HighsLp()
@@ -147,8 +158,7 @@ def solve_block(c,  # (d,) block target c_b at the distribution's level
     "The block's solutions by one method, most probable first, with their exact P_b weights (see the list above for which)."
     t0 = time.perf_counter()
     c = check_target(c, dist)
-    if not isinstance(limit, (int, np.integer)) or limit < 1:
-        raise ValueError(f"limit: must be a positive integer, got {limit!r}")
+    _check_limits(limit, time_limit)
     if method == "dp":
         ex = ExactSampler(c, dist)
         n = ex.info.n_solutions

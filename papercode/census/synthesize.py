@@ -58,8 +58,13 @@ def synthetic_state(n_blocks: int,  # number of blocks
                     gq_share: float = 0.05,  # share of blocks with group-quarters residents
                     ) -> SyntheticState:
     "Generate block tables with the 2010 SF1 structure, their hidden households and a PUMS-like sample."
-    if n_blocks < 1 or max_households < 1 or n_pums < 1:
-        raise ValueError(f"synthetic_state: need n_blocks, max_households, n_pums >= 1, got {n_blocks}, {max_households}, {n_pums}")
+    for name, v in (("n_blocks", n_blocks), ("max_households", max_households), ("n_pums", n_pums),
+                    ("n_neighbourhoods", n_neighbourhoods)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1:
+            raise ValueError(f"synthetic_state: need n_blocks, max_households, n_pums, n_neighbourhoods >= 1 (integers), "
+                             f"got {name}={v!r}")
+    if not 0 <= gq_share <= 1:  # NaN fails too
+        raise ValueError(f"gq_share: a share lies in [0, 1], got {gq_share!r}")
     rng = np.random.default_rng(seed)
     mixes = rng.dirichlet(20 * RACE_SHARES + 0.05, size=n_neighbourhoods)
     tables, truth, gqs, which = [], [], [], []
@@ -122,6 +127,20 @@ class BlockDraw:
     n_solutions: int  # |X_b| when known (exact DP, complete pool), -1 when unknown
     redraw: object  # callable giving another independent exact draw (exact samplers), else None
 
+def _check_fallback_args(*, fallback, limit, k, chain_steps, time_limit, max_states=1, levels=(1,)):
+    "`ValueError` naming the first bad argument of the pipeline (checked once, before any block is drawn)."
+    if isinstance(levels, (int, np.integer)) or not hasattr(levels, "__len__") or not len(levels) \
+            or any(l not in (1, 2, 3) or isinstance(l, (bool, np.bool_)) for l in levels) or len(set(levels)) != len(levels):
+        raise ValueError(f"levels: expected distinct accuracy levels from (1, 2, 3), e.g. (1, 2, 3), got {levels!r}")
+    if fallback is not None and fallback not in ("cpsat", "highs", "none"):
+        raise ValueError(f"fallback: expected 'cpsat', 'highs' or 'none', got {fallback!r}")
+    for name, v, low in (("limit", limit, 1), ("k", k, 1), ("chain_steps", chain_steps, 0), ("max_states", max_states, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < low:
+            raise ValueError(f"{name}: must be an integer >= {low}, got {v!r}")
+    if time_limit is not None and (isinstance(time_limit, (bool, np.bool_)) or not isinstance(time_limit, (int, float, np.integer, np.floating))
+                                   or not np.isfinite(time_limit) or time_limit <= 0):
+        raise ValueError(f"time_limit: must be None or a positive finite number of seconds, got {time_limit!r}")
+
 def fallback_sample(c,  # (d,) block target at the distribution's level
                     dist: HouseholdDist,  # π at that level
                     rng: np.random.Generator,  # randomness
@@ -133,6 +152,7 @@ def fallback_sample(c,  # (d,) block target at the distribution's level
                     ) -> BlockDraw | None:  # None: the block is infeasible at this level
     "Draw a block the exact DP gave up on: a complete CP-SAT pool (exact), else the reduced chain from a feasible point."
     c = check_target(c, dist)
+    _check_fallback_args(fallback=None, limit=limit, k=k, chain_steps=steps, time_limit=time_limit)  # `seed` is checked below
     idx = eligible(c, dist)
     if len(idx) == 0: return None
     sub = vector_distribution(dist.vectors[idx], dist.pi[idx] / dist.pi[idx].sum())  # same P_b, eligible vectors only
@@ -259,6 +279,10 @@ def draw_block(t: BlockTables,  # the block's tables
                cache: dict | None = None,  # π at each (level, use_age), shared across blocks
                ) -> BlockResult:
     "Draw one block's households at the first feasible accuracy level: exact DP, else the solver fallback."
+    if not isinstance(t, BlockTables):
+        raise TypeError(f"t: expected BlockTables, got {type(t).__name__}")
+    _check_fallback_args(fallback=fallback, limit=limit, k=k, chain_steps=chain_steps, time_limit=time_limit,
+                         max_states=max_states, levels=levels)
     cache = {} if cache is None else cache
     if t.persons == 0:
         return BlockResult((), 0, t.use_age, 0, "", "", False, "", "")
@@ -341,10 +365,11 @@ def synthesize(state,  # a SyntheticState, or a sequence of BlockTables together
         pums = state.pums if pums is None and isinstance(state, SyntheticState) else pums
         if pums is None: raise ValueError("synthesize: give a household sample (pums) or a distribution (dist)")
         dist = household_distribution(pums, level=1)
-    if not levels or any(l not in (1, 2, 3) for l in levels):
-        raise ValueError(f"levels: expected a non-empty subset of (1, 2, 3), got {levels!r}")
-    if fallback not in ("cpsat", "highs", "none"):
-        raise ValueError(f"fallback: expected 'cpsat', 'highs' or 'none', got {fallback!r}")
+    _check_fallback_args(fallback=fallback, limit=limit, k=k, chain_steps=chain_steps, time_limit=time_limit,
+                         max_states=max_states, levels=levels)
+    bad = next((b for b, t in enumerate(tables) if not isinstance(t, BlockTables)), None)
+    if bad is not None:
+        raise TypeError(f"state: block {bad} is a {type(tables[bad]).__name__}, expected BlockTables")
     rng = np.random.default_rng(seed)
     cache, rows, hhs, unsolved, res = {}, [], [], [], []
     B = len(tables)
@@ -373,20 +398,38 @@ def household_key(h: Household) -> tuple:
 
 def key_distribution(households, weights=None) -> dict:
     "Distribution of household keys (dict key -> probability)."
+    households = list(households)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(households),) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"weights: expected {len(households)} finite non-negative weights, got shape {weights.shape}")
     cnt = Counter()
     for i, h in enumerate(households): cnt[household_key(h)] += 1.0 if weights is None else float(weights[i])
     tot = sum(cnt.values())
     if tot <= 0: raise ValueError("key_distribution: no households")
     return {k: v / tot for k, v in cnt.items()}
 
+def _check_law(p, name: str):
+    "`ValueError` naming `name` unless `p` is a dict of finite non-negative probabilities summing to 1."
+    if not isinstance(p, dict):
+        raise ValueError(f"{name}: expected a dict key -> probability, got {type(p).__name__}")
+    v = np.array(list(p.values()), dtype=np.float64)
+    if not np.isfinite(v).all() or (v < 0).any() or abs(v.sum() - 1) > 1e-9:
+        raise ValueError(f"{name}: expected finite non-negative probabilities summing to 1, got sum {v.sum():.12g}")
+
 def tvd(p: dict, q: dict) -> float:
     "Total variation distance between two distributions given as dicts."
+    _check_law(p, "p"); _check_law(q, "q")
+    return _tvd(p, q)
+
+def _tvd(p: dict, q: dict) -> float:
     return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q))
 
 def size_adjusted_tvd(syn: dict,  # synthetic key distribution
                       ref: dict,  # reference key distribution (PUMS or truth)
                       ) -> float:
     "TVD within household size 1..7+, weighted by the synthetic size shares (size 1: reference at the synthetic Hispanic share)."
+    _check_law(syn, "syn"); _check_law(ref, "ref")
     size = lambda k: min(sum(k[:7]), 7)
     out = 0.0
     for s in range(1, 8):
@@ -399,7 +442,7 @@ def size_adjusted_tvd(syn: dict,  # synthetic key distribution
             hs = sum(v for k, v in ps.items() if k[7] > 0); hq = sum(v for k, v in qs.items() if k[7] > 0)
             if 0 < hq < 1:
                 qs = {k: v * (hs / hq if k[7] > 0 else (1 - hs) / (1 - hq)) for k, v in qs.items()}
-        out += ws * tvd(ps, qs)
+        out += ws * _tvd(ps, qs)
     return out
 
 def mixed_race_share(p: dict) -> float:
@@ -416,8 +459,8 @@ def reweight(dist: HouseholdDist,  # π (with households)
              mixed_race_factor: float = 2.0,  # extra factor for mixed-race keys
              ) -> HouseholdDist:
     "π'(h) ∝ π(h) w(key(h)): the official code's representativeness re-weighting."
-    if smoothing <= 0 or mixed_race_factor <= 0:
-        raise ValueError(f"reweight: smoothing and mixed_race_factor must be positive, got {smoothing}, {mixed_race_factor}")
+    if not (0 < smoothing < np.inf and 0 < mixed_race_factor < np.inf):  # NaN fails too
+        raise ValueError(f"reweight: smoothing and mixed_race_factor must be positive and finite, got {smoothing}, {mixed_race_factor}")
     if not dist.households: raise ValueError("reweight: the distribution has no households")
     ref = key_distribution(dist.households, dist.hh_pi); syn = key_distribution(microdata.households)
     w = np.array([(ref.get(household_key(h), 0) + smoothing) / (syn.get(household_key(h), 0) + smoothing)

@@ -18,6 +18,18 @@ __all__ = ['RACES', 'LEVEL_DIMS', 'PUMS_RACE', 'Household', 'check_counts', 'Blo
 # %% ../../nbs/08_census/10_tables.ipynb #f6cf51d1
 RACES = ("White", "Black", "AIAN", "Asian", "NHPI", "Other", "Two+")  # SF1 race categories, in table order
 
+def _whole(v, name: str) -> int:
+    "`v` as an int when it is a whole number (an integer, or a finite float with no fractional part); `ValueError` naming `name` otherwise."
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)): return int(v)
+    if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer(): return int(v)
+    raise ValueError(f"{name}: expected a whole number, got {v!r}")
+
+def _flag(v, name: str) -> bool:
+    "`v` as a bool when it is a bool or 0/1; `ValueError` naming `name` otherwise (a string such as 'False' is not silently true)."
+    if isinstance(v, (bool, np.bool_)): return bool(v)
+    if isinstance(v, (int, np.integer)) and v in (0, 1): return bool(v)
+    raise ValueError(f"{name}: expected True or False, got {v!r}")
+
 @dataclass(frozen=True)
 class Household:
     "A household as the 2010 block tables see it."
@@ -28,24 +40,27 @@ class Household:
     family: bool  # family household (size >= 2)?
 
     def __post_init__(self):
-        c = tuple(int(v) for v in self.counts)
+        if isinstance(self.counts, (str, bytes)) or not hasattr(self.counts, "__len__"):
+            raise ValueError(f"counts: need 14 non-negative member counts (7 not Hispanic, 7 Hispanic), got {self.counts!r}")
+        c = tuple(_whole(v, "counts") for v in self.counts)
         if len(c) != 14 or any(v < 0 for v in c):
             raise ValueError(f"counts: need 14 non-negative member counts (7 not Hispanic, 7 Hispanic), got {self.counts}")
         object.__setattr__(self, "counts", c)
-        if not 0 <= int(self.race) < 7:
+        race = _whole(self.race, "race")
+        if not 0 <= race < 7:
             raise ValueError(f"race: householder race must be 0..6, got {self.race}")
-        object.__setattr__(self, "race", int(self.race))
-        object.__setattr__(self, "hispanic", bool(self.hispanic))
-        object.__setattr__(self, "family", bool(self.family))
+        object.__setattr__(self, "race", race)
+        object.__setattr__(self, "hispanic", _flag(self.hispanic, "hispanic"))
+        object.__setattr__(self, "family", _flag(self.family, "family"))
+        object.__setattr__(self, "adults", _whole(self.adults, "adults"))
         n = sum(c)
         if n == 0:
             raise ValueError("counts: a household has at least one member")
         if c[7 * self.hispanic + self.race] == 0:
             raise ValueError(f"counts: no member has the householder's race and origin "
                              f"({RACES[self.race]}, {'Hispanic' if self.hispanic else 'not Hispanic'})")
-        if not 1 <= int(self.adults) <= n:
+        if not 1 <= self.adults <= n:
             raise ValueError(f"adults: need 1 <= adults <= size = {n} (the householder counts as an adult), got {self.adults}")
-        object.__setattr__(self, "adults", int(self.adults))
         if n == 1 and self.family:
             raise ValueError("family: a one-person household is never a family household")
 
@@ -74,6 +89,10 @@ def check_counts(x,  # counts: array-like of non-negative integers
             raise ValueError(f"{name}: counts must be finite")
         if not (a == np.round(a)).all():
             raise ValueError(f"{name}: counts must be integers, got {a[a != np.round(a)][:3]}")
+        if (np.abs(a) >= 2.0 ** 62).any():
+            raise ValueError(f"{name}: counts must be below 2^62, got {a[np.abs(a) >= 2.0 ** 62][:3]}")
+    elif a.dtype.kind == "u" and a.size and a.max() >= 2 ** 62:
+        raise ValueError(f"{name}: counts must be below 2^62, got {a[a >= 2 ** 62][:3]}")
     elif a.dtype.kind not in "iub":
         raise ValueError(f"{name}: counts must be integers, got dtype {a.dtype}")
     a = a.astype(np.int64)
@@ -108,12 +127,29 @@ class BlockTables:
                              f"{self.p3.sum()} persons in the block")
         if self.p28_race[:, 0, 0].any() or self.p28_hisp[0, 0]:
             raise ValueError("P28: a family household of size 1 is impossible")
-        if self.p28_hisp.sum() > self.households:
-            raise ValueError("P28H and P28A-G contradict each other: more Hispanic-householder households than households")
+        if (self.p28_hisp > self.p28_race.sum(0)).any():
+            f, s = (int(v[0]) for v in np.nonzero(self.p28_hisp > self.p28_race.sum(0)))
+            raise ValueError(f"P28H and P28A-G contradict each other: more Hispanic-householder "
+                             f"{('family', 'nonfamily')[f]} households of size {s + 1}{'+' if s == 6 else ''} "
+                             f"({self.p28_hisp[f, s]}) than households of that type and size ({self.p28_race[:, f, s].sum()})")
+        if ((self.p16_race > 0) & (self.p28_race.sum((1, 2)) == 0)).any():
+            r = int(np.argmax((self.p16_race > 0) & (self.p28_race.sum((1, 2)) == 0)))
+            raise ValueError(f"P16{'ABCDEFG'[r]} and P28{'ABCDEFG'[r]} contradict each other: {self.p16_race[r]} persons 18+ "
+                             f"in households with a {RACES[r]} householder, but no such household")
+        if self.p16_hisp > 0 and self.p28_hisp.sum() == 0:
+            raise ValueError(f"P16H and P28H contradict each other: {self.p16_hisp} persons 18+ in households with a "
+                             "Hispanic householder, but no such household")
         need = int((self.p28_race.sum((0, 1)) * np.arange(1, 8)).sum())
         if need > self.p16[0]:
             raise ValueError(f"P28 and P16 contradict each other: the household sizes need at least {need} persons, "
                              f"P16 counts {self.p16[0]} persons in households (more households than persons)")
+        if (self.p28_race.sum((1, 2)) > self.p3).any():
+            r = int(np.argmax(self.p28_race.sum((1, 2)) > self.p3))
+            raise ValueError(f"P28{'ABCDEFG'[r]} and P3 contradict each other: {self.p28_race[r].sum()} households with a "
+                             f"{RACES[r]} householder, {self.p3[r]} {RACES[r]} persons")
+        if self.p28_hisp.sum() > self.p5[1].sum():
+            raise ValueError(f"P28H and P5 contradict each other: {self.p28_hisp.sum()} households with a Hispanic "
+                             f"householder, {self.p5[1].sum()} Hispanic persons")
         if self.p16_hisp > self.p16[1] or self.p16_race.sum() > self.p16[1]:
             raise ValueError("P16A-H and P16 contradict each other: more 18+ by householder group than 18+ in households")
 
@@ -247,7 +283,12 @@ def from_nhgis(row: dict,  # NHGIS-coded columns of one block (str or int values
                     p5=[[g(f"H7Z{3 + r:03d}") for r in range(7)], [g(f"H7Z{11 + r:03d}") for r in range(7)]],
                     p16=[g("H8A001"), g("H8A003")], p16_race=[g(f"{p}003") for p in _P16_PREFIX],
                     p16_hisp=g("H9Z003"), p28_race=np.stack([p28(p) for p in _P28_PREFIX]), p28_hisp=p28("IAQ"))
-    for k, v in (("H7X001", t.persons), ("H8M001", t.households)):
+    totals = [("H7X001", t.persons), ("H8M001", t.households), ("H7Z001", t.persons), ("H7Z002", int(t.p5[0].sum())),
+              ("H7Z010", int(t.p5[1].sum())), ("H8A002", int(t.p16[0] - t.p16[1]))]
+    for r, p in enumerate(_P28_PREFIX + ("IAQ",)):
+        a = t.p28_race[r] if r < 7 else t.p28_hisp
+        totals += [(f"{p}001", int(a.sum())), (f"{p}002", int(a[0].sum())), (f"{p}009", int(a[1].sum()))]
+    for k, v in totals:  # the totals and subtotals a row carries must agree with the cells read
         if k in row and g(k) != v:
             raise ValueError(f"NHGIS row: total {k} = {g(k)} differs from the sum of its parts ({v})")
     return t
@@ -259,17 +300,30 @@ def read_nhgis_blocks(path,  # NHGIS block CSV (2010_SF1a, level Block), one row
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"NHGIS file not found: {path}")
-    out = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    out, seen = {}, {}
+    with path.open(newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is not part of the first name
         reader = csv.DictReader(f)
         if reader.fieldnames is None or id_column not in reader.fieldnames:
             raise ValueError(f"{path.name}: no {id_column!r} column in the header")
         for i, row in enumerate(reader, start=2):
+            _check_fields(row, reader.fieldnames, path.name, i)
+            b = row[id_column].strip()
+            if not b:
+                raise ValueError(f"{path.name}, line {i}: column {id_column} is empty")
+            if b in seen:
+                raise ValueError(f"{path.name}, line {i}: block {b} already read on line {seen[b]} (duplicate {id_column})")
             try:
-                out[row[id_column]] = from_nhgis(row)
+                out[b] = from_nhgis(row)
             except ValueError as e:
                 raise ValueError(f"{path.name}, line {i}: {e}") from None
+            seen[b] = i
     return out
+
+def _check_fields(row: dict, header: list, name: str, i: int):
+    "`ValueError` naming the line when a CSV line has more or fewer fields than the header (csv.DictReader pads or keeps them silently)."
+    n = len(header) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+    if n != len(header):
+        raise ValueError(f"{name}, line {i}: {n} fields, the header has {len(header)}")
 
 # %% ../../nbs/08_census/10_tables.ipynb #f654550e
 PUMS_RACE = {1: 0, 2: 1, 3: 2, 4: 2, 5: 2, 6: 3, 7: 4, 8: 5, 9: 6}  # ACS RAC1P code -> SF1 race index (3-5: AIAN)
@@ -284,7 +338,7 @@ def read_pums(path,  # ACS PUMS person file (CSV, e.g. psam_p01.csv): SERIALNO, 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"PUMS file not found: {path}")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is not part of the first name
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
         rel = next((r for r in _REL if r in cols), None)
@@ -292,8 +346,10 @@ def read_pums(path,  # ACS PUMS person file (CSV, e.g. psam_p01.csv): SERIALNO, 
         if missing:
             raise ValueError(f"{path.name}: missing column(s) {', '.join(missing)} in the header")
         head, gq, relatives = _REL[rel]
+        codes = range(20, 39) if rel == "RELSHIPP" else range(0, 18)  # the codes the ACS data dictionary lists
         units = {}
         for i, row in enumerate(reader, start=2):
+            _check_fields(row, cols, path.name, i)
             def g(k):
                 v = (row.get(k) or "").strip()
                 try: return int(v)
@@ -302,9 +358,17 @@ def read_pums(path,  # ACS PUMS person file (CSV, e.g. psam_p01.csv): SERIALNO, 
             if r in gq: continue  # group-quarters residents are not in households
             if race not in PUMS_RACE:
                 raise ValueError(f"{path.name}, line {i}: column RAC1P has an unknown race code {race} (expected 1-9)")
-            if hisp < 1:
+            if not 1 <= hisp <= 24:
                 raise ValueError(f"{path.name}, line {i}: column HISP has an unknown origin code {hisp} (expected 1-24)")
-            units.setdefault(row["SERIALNO"].strip(), []).append((r, age, hisp > 1, PUMS_RACE[race], i))
+            if not 0 <= age <= 99:
+                raise ValueError(f"{path.name}, line {i}: column AGEP has an age {age} outside the PUMS range 0-99")
+            if r not in codes:
+                raise ValueError(f"{path.name}, line {i}: column {rel} has an unknown relationship code {r} "
+                                 f"(expected {min(codes)}-{max(codes)})")
+            serial = row["SERIALNO"].strip()
+            if not serial:
+                raise ValueError(f"{path.name}, line {i}: column SERIALNO is empty")
+            units.setdefault(serial, []).append((r, age, hisp > 1, PUMS_RACE[race], i))
     out = []
     for serial, people in units.items():
         heads = [p for p in people if p[0] == head]
