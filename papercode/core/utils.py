@@ -102,6 +102,7 @@ def check_weights(w,  # (n,) weights, (B, n) with `batch=True`, or None for unif
                   like: torch.Tensor | None = None,  # dtype and device of the result; None keeps w's (floats) or float64
                   ) -> torch.Tensor:
     "`w` checked (finite, non-negative, real, n entries, optional total) in `like`'s dtype, or uniform 1/n when None."
+    if not is_int(n) or n < 1: raise ValueError(f"n: must be a positive integer number of points, got {n!r}")
     dtype = like.dtype if like is not None else None
     device = like.device if like is not None else None
     if w is None:
@@ -179,8 +180,8 @@ def torch_threads(k: int | None,  # intra-op threads inside the block; None leav
     "Run a block with `k` torch intra-op threads, restoring the previous number afterwards."
     old = torch.get_num_threads()
     if k is not None:
-        if not isinstance(k, int) or k < 1: raise ValueError(f"k: must be a positive integer or None, got {k!r}")
-        torch.set_num_threads(k)
+        if not is_int(k) or k < 1: raise ValueError(f"k: must be a positive integer or None, got {k!r}")
+        torch.set_num_threads(int(k))
     try: yield
     finally: torch.set_num_threads(old)
 

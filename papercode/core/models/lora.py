@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import torch
+
+from ..utils import is_int
 
 # %% auto #0
 __all__ = ['lora_scaling', 'LoraFactors', 'LoraCollection', 'read_peft_adapter', 'write_peft_adapter', 'load_peft_collection',
@@ -23,8 +26,12 @@ def lora_scaling(alpha: float,  # α, PEFT's `lora_alpha`
                  use_rslora: bool = False,  # rank-stabilised scaling α/√r (PEFT `use_rslora`)
                  ) -> float:
     "The factor s of ΔW = s·B·A: α/r, or α/√r with rsLoRA (eq. 1)."
-    if not isinstance(r, int) or r < 1: raise ValueError(f"r: must be a positive integer rank, got {r!r}")
-    return float(alpha) / (r ** 0.5 if use_rslora else r)
+    if not is_int(r) or r < 1: raise ValueError(f"r: must be a positive integer rank, got {r!r}")
+    try: a = None if isinstance(alpha, (bool, str, bytes)) else float(alpha)
+    except (TypeError, ValueError, RuntimeError): a = None
+    if a is None or not math.isfinite(a): raise ValueError(f"alpha: must be a finite number, got {alpha!r}")
+    r = int(r)
+    return a / (r ** 0.5 if use_rslora else r)
 
 @dataclass(frozen=True)
 class LoraFactors:
@@ -44,6 +51,7 @@ class LoraFactors:
                 raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
         if A.shape[0] != B.shape[1]:
             raise ValueError(f"A and B: ranks differ (A is {tuple(A.shape)} = (r, d_in), B is {tuple(B.shape)} = (d_out, r))")
+        lora_scaling(self.alpha, A.shape[0], self.use_rslora)  # alpha: a finite number (NaN would poison every ΔW)
 
     @property
     def r(self) -> int: return self.A.shape[0]

@@ -13,7 +13,7 @@ import torch
 
 from numba import njit
 
-from ..utils import check_tensor
+from ..utils import check_real, check_tensor, is_int
 
 # %% auto #0
 __all__ = ['AssignmentResult', 'assignment', 'bench_assignment']
@@ -528,9 +528,12 @@ def assignment(C=None,  # (n, n) dense cost, or None when U, V are given
         scale = float(np.abs(Un).sum(1).max() * np.abs(Vn).max()) if n and Un.shape[1] else 0.0
     if n == 0:
         raise ValueError("C: is empty (no rows)")
-    if not isinstance(K, int) or K < 1:
+    if not is_int(K) or K < 1:  # numpy integers too; not bools
         raise ValueError(f"K: must be a positive integer, got {K!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
+    try: check_real("tol", tol)  # not bools, NaN or inf (an infinite tolerance certifies anything)
+    except ValueError: tol_ok = False
+    else: tol_ok = True
+    if not tol_ok:
         raise ValueError(f"tol: must be a positive number, got {tol!r}")
     scale = scale if scale > 0 and math.isfinite(scale) else 1.0
     vw, c0 = _warm(warm, n)

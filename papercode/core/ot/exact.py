@@ -12,7 +12,7 @@ import torch
 
 from .costs import DenseCost
 from .sinkhorn import check_masses, check_ot_inputs
-from ..utils import check_tensor
+from ..utils import check_real, check_tensor, is_int
 
 # %% auto #0
 __all__ = ['OT1DResult', 'ot_1d', 'EMDResult', 'emd']
@@ -35,13 +35,17 @@ class OT1DResult:
 
 def _line(v, name, w, wname):
     v = check_tensor(v, name, ndim=(1, 2))
+    if v.is_complex(): raise ValueError(f"{name}: complex positions (dtype {v.dtype}); points on the line are real")
     if not v.is_floating_point(): v = v.double()
     batched = v.ndim == 2
     v = v if batched else v[None]
     if w is None:
         w = torch.full_like(v, 1.0 / v.shape[-1])
     else:
-        w = check_tensor(w, wname, ndim=(1, 2), nonneg=True).to(v)
+        w = check_tensor(w, wname, ndim=(1, 2))
+        if w.is_complex(): raise ValueError(f"{wname}: complex weights (dtype {w.dtype})")
+        w = check_tensor(w, wname, nonneg=True).to(v)
+        batched = batched or w.ndim == 2  # a batch of weights on shared points is a batch of problems
         w = w if w.ndim == 2 else w[None]
         if w.shape[-1] != v.shape[-1]:
             raise ValueError(f"{wname}: has {w.shape[-1]} entries but {name} has {v.shape[-1]} points")
@@ -54,8 +58,11 @@ def ot_1d(x,  # (B, n) or (n,) source positions
           p: float = 2.0,  # exponent of the cost |x - y|^p, p >= 1
           ) -> OT1DResult:
     "Exact OT on the line for the cost |x-y|^p via quantile functions (eq. 6), batched."
-    if not (isinstance(p, (int, float)) and p >= 1):
-        raise ValueError(f"p: must be a number >= 1 (convex cost), got {p!r}")
+    try: pf = check_real("p", p)  # numpy and 0-d torch numbers too; not bools, NaN or inf
+    except ValueError: pf = None
+    if pf is None or pf < 1:
+        raise ValueError(f"p: must be a number >= 1 (convex cost), finite and not a bool, got {p!r}")
+    if not isinstance(p, (int, float)): p = pf
     x, a, bx = _line(x, "x", a, "a")
     y, b, by = _line(y, "y", b, "b")
     y, b = y.to(x.dtype), b.to(x.dtype)
@@ -100,6 +107,8 @@ def emd(a,  # (B, n) or (n,) source weights (None: uniform)
         *, max_iter: int = 1_000_000,  # network simplex iteration budget
         ) -> EMDResult:
     "Exact OT between `a` and `b` for `cost` by POT's network simplex (`ot.emd`), batched by a loop."
+    if not is_int(max_iter) or max_iter < 1:  # numpy integers too; not bools
+        raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     import ot
     a, b, cost, _, batched = check_ot_inputs(a, b, cost)
     C = cost.dense().detach()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .costs import Cost, DenseCost, FactoredCost, PointCloudCost, as_cost
-from ..utils import check_tensor, is_int
+from ..utils import check_real, check_tensor, is_int
 
 # %% auto #0
 __all__ = ['SinkhornResult', 'check_masses', 'check_ot_inputs', 'SinkhornWarning', 'sinkhorn']
@@ -74,9 +74,7 @@ def check_ot_inputs(a,  # (B, n) or (n,) weights, or None (uniform)
                     ):
     "Validated `(a, b, cost, eps, batched)`: weights as `(B, n)`, `(B, m)` in the cost's dtype; `ValueError` naming the argument."
     cost = as_cost(cost)
-    if isinstance(eps, torch.Tensor): eps = eps.item()
-    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps: must be a positive finite number, got {eps!r}")
+    eps = check_real("eps", eps)  # Python, numpy or 0-d torch numbers; not bools
     if not is_int(max_iter) or max_iter < 1:  # numpy integers too; not bools
         raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
     if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0):  # NaN fails `tol > 0`
@@ -198,7 +196,10 @@ def sinkhorn(a,  # (B, n) or (n,) source weights (None: uniform)
     backend = _pick_backend(backend, cost)
     if autodiff not in ("envelope", "unroll"):
         raise ValueError(f"autodiff: expected 'envelope' or 'unroll', got {autodiff!r}")
-    if not (0 < eps_decay < 1):
+    if eps_start is not None: check_real("eps_start", eps_start)  # an infinite start would anneal forever
+    try: decay_ok = 0 < check_real("eps_decay", eps_decay) < 1
+    except ValueError: decay_ok = False
+    if not decay_ok:
         raise ValueError(f"eps_decay: must lie in (0, 1), got {eps_decay!r}")
     B = a.shape[0]
     log_a, log_b = a.log(), b.log()
@@ -250,5 +251,7 @@ def _init(init, B, cost, dtype, device):
         if t is None: out.append(None); continue
         t = check_tensor(t, name, ndim=(1, 2)).detach().to(dtype=dtype, device=device)
         if t.shape[-1] != size: raise ValueError(f"{name}: has {t.shape[-1]} entries, expected {size}")
+        if t.ndim == 2 and t.shape[0] not in (1, B):
+            raise ValueError(f"{name}: batch size {t.shape[0]} does not match the batch size {B} of the problem")
         out.append(t.expand(B, -1))
     return out[0], out[1]
