@@ -5,7 +5,6 @@
 # %% ../../../nbs/00_core/ot/20_sinkhorn.ipynb #0a4b9133
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
