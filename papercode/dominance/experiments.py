@@ -155,7 +155,7 @@ def fig2_errors(cfg: DominanceConfig, seed: int = 0, *, delta: float = 0.05, lam
     grid = [(d, n) for d in cfg.fig2_ds for n in cfg.fig2_ns]
     for d, n in (progress(grid) if progress else grid):
         g = torch.Generator().manual_seed(seed + 1000 * d + n)
-        rank = lambda deltas, s: relative_ranking(_sim_models(g, n, d, deltas), models="abc", n_boot=cfg.fig2_boot,
+        rank = lambda deltas, s: relative_ranking(_sim_models(g, n, d, deltas), models=("a", "b", "c"), n_boot=cfg.fig2_boot,
                                                   metrics={f"m{c}": "higher" for c in range(d)}, seed=seed + s,
                                                   lam=lam_per_d * d, tol=tol, max_iter=max_iter)
         fp, miss, conv = 0, 0, True
@@ -192,7 +192,7 @@ def type1_check(cfg: DominanceConfig, seed: int = 0, *, d: int = 10, n: int = 10
     "Family-wise type I error over `cfg.type1_sims` null simulations, with its binomial upper tolerance."
     g = torch.Generator().manual_seed(seed + 7)
     metrics = {f"m{c}": "higher" for c in range(d)}
-    fp = sum(bool(relative_ranking(_sim_models(g, n, d, (0.0, 0.0, 0.0)), metrics=metrics, models="abc",
+    fp = sum(bool(relative_ranking(_sim_models(g, n, d, (0.0, 0.0, 0.0)), metrics=metrics, models=("a", "b", "c"),
                                    n_boot=cfg.type1_boot, seed=seed + s, alpha=alpha).wins.any())
              for s in range(cfg.type1_sims))
     N = cfg.type1_sims
