@@ -13,6 +13,7 @@ import numpy as np
 
 from .exact import ExactSampler, HouseholdDist, check_target, dp_order, eligible, fixed_count, log_weight, vector_distribution
 from .solvers import solve_block
+from ..core.utils import is_int
 
 # %% auto #0
 __all__ = ['same_sum_multisets', 'relaxed_space', 'log_tempered', 'ChainMatrix', 'transition_matrix', 'spectral_gap',
@@ -85,7 +86,7 @@ class _Moves:
 
 def _check_count(v, name: str, low: int = 0):
     "`ValueError` naming `name` unless `v` is an integer (not a bool) >= `low`."
-    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < low:
+    if not is_int(v) or v < low:
         raise ValueError(f"{name}: must be an integer >= {low}, got {v!r}")
 
 def _check_gamma(gamma):
@@ -94,7 +95,7 @@ def _check_gamma(gamma):
         raise ValueError(f"gamma: must be a finite number >= 0, got {gamma!r}")
 
 def _check_k(k, n):
-    if not isinstance(k, (int, np.integer)) or isinstance(k, (bool, np.bool_)) or k < 1:
+    if not is_int(k) or k < 1:
         raise ValueError(f"k: must be a positive integer, got {k!r}")
     if k > n:
         raise ValueError(f"k: cannot resample k={k} households in a block of {n}")

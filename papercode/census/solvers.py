@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .exact import ExactSampler, HouseholdDist, brute_force, check_target, eligible, log_weight
+from ..core.utils import is_int
 
 # %% auto #0
-__all__ = ['TOP_N_ENUMERATE', 'BlockSolutions', 'cpsat_enumerate', 'highs_map', 'solve_block']
+__all__ = ['TOP_N_ENUMERATE', 'BlockSolutions', 'check_time_limit', 'cpsat_enumerate', 'highs_map', 'solve_block']
 
 # %% ../../nbs/08_census/30_solvers.ipynb #e1f1c3c9
 @dataclass(frozen=True, eq=False)
@@ -43,8 +44,12 @@ def _pack(counts, dist, *, complete, n_solutions, mass, method, status, t0):
 
 def _check_limits(limit, time_limit):
     "`ValueError` naming the argument unless `limit` is a positive integer and `time_limit` None or a positive finite number of seconds."
-    if not isinstance(limit, (int, np.integer)) or isinstance(limit, (bool, np.bool_)) or limit < 1:
+    if not is_int(limit) or limit < 1:
         raise ValueError(f"limit: must be a positive integer, got {limit!r}")
+    check_time_limit(time_limit)
+
+def check_time_limit(time_limit):
+    "`ValueError` unless `time_limit` is None or a positive finite number of seconds."
     if time_limit is not None and (isinstance(time_limit, (bool, np.bool_)) or not isinstance(time_limit, (int, float, np.integer, np.floating))
                                    or not np.isfinite(time_limit) or time_limit <= 0):
         raise ValueError(f"time_limit: must be None or a positive finite number of seconds, got {time_limit!r}")

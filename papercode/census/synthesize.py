@@ -14,8 +14,8 @@ import numpy as np
 from .exact import (DPTooLarge, ExactSampler, HouseholdDist, check_target, dist_from_households,
                                     eligible, fixed_count, household_distribution, vector_distribution)
 from .chains import reduced_chain_run, to_households
-from .solvers import highs_map, solve_block
-from ..core.utils import installed
+from .solvers import check_time_limit, highs_map, solve_block
+from ..core.utils import installed, is_int
 from .tables import BlockTables, Household, encode_block, encode_household, tabulate
 
 # %% auto #0
@@ -60,7 +60,7 @@ def synthetic_state(n_blocks: int,  # number of blocks
     "Generate block tables with the 2010 SF1 structure, their hidden households and a PUMS-like sample."
     for name, v in (("n_blocks", n_blocks), ("max_households", max_households), ("n_pums", n_pums),
                     ("n_neighbourhoods", n_neighbourhoods)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1:
+        if not is_int(v) or v < 1:
             raise ValueError(f"synthetic_state: need n_blocks, max_households, n_pums, n_neighbourhoods >= 1 (integers), "
                              f"got {name}={v!r}")
     if not 0 <= gq_share <= 1:  # NaN fails too
@@ -135,11 +135,9 @@ def _check_fallback_args(*, fallback, limit, k, chain_steps, time_limit, max_sta
     if fallback is not None and fallback not in ("cpsat", "highs", "none"):
         raise ValueError(f"fallback: expected 'cpsat', 'highs' or 'none', got {fallback!r}")
     for name, v, low in (("limit", limit, 1), ("k", k, 1), ("chain_steps", chain_steps, 0), ("max_states", max_states, 1)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < low:
+        if not is_int(v) or v < low:
             raise ValueError(f"{name}: must be an integer >= {low}, got {v!r}")
-    if time_limit is not None and (isinstance(time_limit, (bool, np.bool_)) or not isinstance(time_limit, (int, float, np.integer, np.floating))
-                                   or not np.isfinite(time_limit) or time_limit <= 0):
-        raise ValueError(f"time_limit: must be None or a positive finite number of seconds, got {time_limit!r}")
+    check_time_limit(time_limit)
 
 def fallback_sample(c,  # (d,) block target at the distribution's level
                     dist: HouseholdDist,  # π at that level
