@@ -167,8 +167,8 @@ def _three(g, n, d, deltas):
     return (u + torch.randn(n, 3, d, generator=g, dtype=f64)) / 2 ** 0.5 + torch.tensor(deltas, dtype=f64)[None, :, None]
 
 
-def test_o14_power_with_shifted_models():
-    "O14: with clearly shifted models (k = 3) every true relation is declared at n = 200, and in the right direction."
+def test_power_with_shifted_models():
+    "With clearly shifted models (k = 3) every true relation is declared at n = 200, and in the right direction."
     g = torch.Generator().manual_seed(140)
     for s in range(3):
         r = relative_ranking(_three(g, 200, 3, (0.0, 0.4, 0.8)), metrics=M3, models=list("abc"), n_boot=50, seed=s)
@@ -177,8 +177,8 @@ def test_o14_power_with_shifted_models():
 
 
 @pytest.mark.parametrize("n,sims", [pytest.param(50, 40), pytest.param(200, 200, marks=pytest.mark.slow)])
-def test_o14_type_one_error_exchangeable(n, sims):
-    "O14: under exchangeable models (k = 3) the family-wise rate of any declared win stays within binomial tolerance of α."
+def test_type_one_error_exchangeable(n, sims):
+    "Under exchangeable models (k = 3) the family-wise rate of any declared win stays within binomial tolerance of α."
     from scipy.stats import binom
     g = torch.Generator().manual_seed(141 + n)
     alpha = 0.05

@@ -1,4 +1,4 @@
-"""Univariate oracles: the quantile formula vs exact OT (network simplex) vs deepsig's ASO ratio (O1), FSD vs CDFs."""
+"""Univariate checks: the quantile formula vs exact OT (network simplex) vs deepsig's ASO ratio, FSD vs CDFs."""
 import numpy as np
 import pytest
 import torch
@@ -17,8 +17,8 @@ def _gauss(seed, n, m):
 
 
 @pytest.mark.parametrize("seed,n,m", [(0, 400, 400), (1, 120, 75), (2, 33, 50)])
-def test_o1_quantiles_equal_exact_ot(seed, n, m):
-    "O1: the quantile formula equals the squared-hinge OT ratio computed by the network simplex on the full matrix."
+def test_quantiles_equal_exact_ot(seed, n, m):
+    "The quantile formula equals the squared-hinge OT ratio computed by the network simplex on the full matrix."
     x, y = _gauss(seed, n, m)
     h = lambda z: z.neg().clamp_min(0) ** 2
     pq = emd(None, None, h(x[:, None] - y[None, :])).value
@@ -30,8 +30,8 @@ def test_o1_quantiles_equal_exact_ot(seed, n, m):
 
 
 @pytest.mark.parametrize("seed,n,m", [(0, 400, 400), (1, 120, 75)])
-def test_o1_deepsig(seed, n, m):
-    "O1: deepsig's grid approximation of the W2 violation ratio agrees to the accuracy of its grid (dt = 1e-4)."
+def test_deepsig(seed, n, m):
+    "deepsig's grid approximation of the W2 violation ratio agrees to the accuracy of its grid (dt = 1e-4)."
     try:
         from deepsig.aso import compute_violation_ratio
     except ImportError:
@@ -81,7 +81,7 @@ def test_fsd_equals_cdf_order(seed):
         assert _cdf_dominates(x, y)
 
 
-def test_o2_antisymmetry_univariate():
+def test_antisymmetry_univariate():
     x, y = _gauss(4, 50, 60)
     assert_close(almost_dominance_ratio(x, y) + almost_dominance_ratio(y, x), 1.0, atol=1e-12)
 

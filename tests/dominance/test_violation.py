@@ -1,6 +1,6 @@
-"""Oracles for the multivariate violation ratio: antisymmetry (O2), shifted copy (O3), weak vs strong FSD (O6),
-limits in λ and β (O7/O8), POT's entropic values (O9), bootstrap representation (O10), batched vs looped vs
-POT's batched solver (O11), permutation and duplication invariance (O15), monotonicity in upward shifts (O16)."""
+"""Checks of the multivariate violation ratio: antisymmetry, shifted copy, weak vs strong FSD,
+limits in λ and β, POT's entropic values, bootstrap representation, batched vs looped vs
+POT's batched solver, permutation and duplication invariance, monotonicity in upward shifts."""
 import warnings
 
 import numpy as np
@@ -30,7 +30,7 @@ def _weights(seed, n, zeros=False):
 @pytest.mark.parametrize("cost", ["zero_one", "hinge", "sqhinge", "logistic"])
 @pytest.mark.parametrize("lam", [0.0, 0.5])
 @pytest.mark.parametrize("value", ["kl", "linear"])
-def test_o2_antisymmetry(cost, lam, value):
+def test_antisymmetry(cost, lam, value):
     X, Y = _pair(0, 30, 25, 3, 0.2)
     a, b = _weights(1, 30), _weights(2, 25)
     r1 = violation_ratio(X, Y, cost=cost, lam=lam, value=value, a=a, b=b, tol=1e-10)
@@ -41,16 +41,16 @@ def test_o2_antisymmetry(cost, lam, value):
 
 @pytest.mark.parametrize("cost", ["zero_one", "hinge", "sqhinge"])
 @pytest.mark.parametrize("d", [1, 2, 5])
-def test_o3_shifted_copy(cost, d):
-    "O3: Y = X - δ·1 on the same points: exact OT(P, Q) = 0 (identity coupling), ratio 0, reverse 1."
+def test_shifted_copy(cost, d):
+    "Y = X - δ·1 on the same points: exact OT(P, Q) = 0 (identity coupling), ratio 0, reverse 1."
     X, _ = _pair(3, 40, 1, d)
     r = violation_ratio(X, X - 0.05, cost=cost, lam=0)
     assert r.ot_pq.item() == 0.0 and r.ratio.item() == 0.0
     assert violation_ratio(X - 0.05, X, cost=cost, lam=0).ratio.item() == 1.0
 
 
-def test_o4_dominating_samples_ratio_decreases_with_n():
-    "O4 (a statistical check, fixed seeds): independent samples of N(δ1, I) vs N(0, I): hinge ratio falls with n."
+def test_dominating_samples_ratio_decreases_with_n():
+    "A statistical check with fixed seeds: independent samples of N(δ1, I) vs N(0, I): hinge ratio falls with n."
     means = []
     for n in (25, 100, 400):
         vals = [violation_ratio(*_pair(100 + s, n, n, 2, 0.5), cost="hinge", lam=0).ratio.item() for s in range(4)]
@@ -59,8 +59,8 @@ def test_o4_dominating_samples_ratio_decreases_with_n():
 
 
 @pytest.mark.parametrize("d", [1, 2])
-def test_o5_crossing_tails_no_dominance(d):
-    "O5: N(0.3, 1) vs N(0, 1.5²) in the first coordinate (tails cross): the ratio stays away from 0 and 1."
+def test_crossing_tails_no_dominance(d):
+    "N(0.3, 1) vs N(0, 1.5²) in the first coordinate (tails cross): the ratio stays away from 0 and 1."
     g = torch.Generator().manual_seed(50 + d)
     X = torch.randn(300, d, generator=g, dtype=f64); X[:, 0] += 0.3
     Y = torch.randn(300, d, generator=g, dtype=f64); Y[:, 0] *= 1.5
@@ -70,15 +70,15 @@ def test_o5_crossing_tails_no_dominance(d):
         assert 0.05 < violation_ratio(Y, X, cost=cost, lam=lam).ratio.item() < 0.95
 
 
-def test_o6_weak_vs_strong():
+def test_weak_vs_strong():
     X = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=f64); Y = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=f64)
     for cost in ("zero_one", "hinge", "logistic"):
         assert violation_ratio(X, Y, cost=cost, lam=0).ot_pq > 0
     assert violation_ratio(X, Y, cost="hinge", lam=0).ratio.item() == pytest.approx(0.5)
 
 
-def test_o7_lambda_to_zero():
-    "O7: the entropic logistic ratio approaches the exact logistic ratio (network simplex) monotonically as λ → 0."
+def test_lambda_to_zero():
+    "The entropic logistic ratio approaches the exact logistic ratio (network simplex) monotonically as λ → 0."
     P, Q = _pair(7, 100, 100, 5)
     exact = violation_ratio(P, Q, cost="logistic", lam=0).ratio.item()
     gaps = []
@@ -90,8 +90,8 @@ def test_o7_lambda_to_zero():
     assert gaps[-1] < 0.01
 
 
-def test_o8_beta_to_infinity():
-    "O8: at fixed λ the logistic ratio approaches the hinge ratio at the same λ as the gain β grows."
+def test_beta_to_infinity():
+    "At fixed λ the logistic ratio approaches the hinge ratio at the same λ as the gain β grows."
     P, Q = _pair(8, 100, 100, 5)
     hinge = violation_ratio(P, Q, cost="hinge", lam=0.1, tol=1e-8, max_iter=50_000).ratio.item()
     gaps = [abs(violation_ratio(P, Q, beta=bt, lam=0.1, tol=1e-8, max_iter=50_000).ratio.item() - hinge)
@@ -101,8 +101,8 @@ def test_o8_beta_to_infinity():
 
 
 @pytest.mark.parametrize("seed,n,m,d,lam", [(0, 20, 20, 2, 0.5), (1, 40, 31, 3, 0.3), (2, 64, 50, 5, 1.0)])
-def test_o9_pot_values(seed, n, m, d, lam):
-    "O9: OT values equal POT's ot.solve(reg_type='KL').value (convention a) and ot.sinkhorn2 (convention b)."
+def test_pot_values(seed, n, m, d, lam):
+    "OT values equal POT's ot.solve(reg_type='KL').value (convention a) and ot.sinkhorn2 (convention b)."
     X, Y = _pair(seed, n, m, d, 0.1)
     a, b = _weights(seed + 10, n), _weights(seed + 20, m)
     r = violation_ratio(X, Y, lam=lam, a=a, b=b, tol=1e-12, max_iter=100_000)
@@ -117,8 +117,8 @@ def test_o9_pot_values(seed, n, m, d, lam):
 
 @pytest.mark.parametrize("value", ["kl", "linear"])
 @pytest.mark.parametrize("lam", [0.2, 1.0])
-def test_o10_duplicated_points_equal_weights(value, lam):
-    "O10: a resample written as duplicated points and as multinomial weights on the original support agree."
+def test_duplicated_points_equal_weights(value, lam):
+    "A resample written as duplicated points and as multinomial weights on the original support agree."
     X, Y = _pair(10, 50, 50, 3, 0.2)
     g = torch.Generator().manual_seed(11)
     for _ in range(3):
@@ -130,8 +130,8 @@ def test_o10_duplicated_points_equal_weights(value, lam):
         assert_close(rw.ot_pq, rd.ot_pq, rtol=1e-8)
 
 
-def test_o11_batched_equals_looped_and_pot_batch():
-    "O11: B = 8 weight vectors in one call == 8 single calls == POT's ot.batch.solve_batch (n = 64)."
+def test_batched_equals_looped_and_pot_batch():
+    "B = 8 weight vectors in one call == 8 single calls == POT's ot.batch.solve_batch (n = 64)."
     X, Y = _pair(12, 64, 64, 4)
     g = torch.Generator().manual_seed(13)
     W = torch.rand(8, 64, generator=g, dtype=f64) + 0.05  # no zero weights: POT's batched KL value is NaN with zeros
@@ -152,7 +152,7 @@ def test_o11_batched_equals_looped_and_pot_batch():
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5])
-def test_o15_permutation_and_duplication_invariance(lam):
+def test_permutation_and_duplication_invariance(lam):
     X, Y = _pair(15, 30, 24, 3, 0.1)
     r = violation_ratio(X, Y, lam=lam, tol=1e-12, max_iter=100_000)
     g = torch.Generator().manual_seed(16)
@@ -163,8 +163,8 @@ def test_o15_permutation_and_duplication_invariance(lam):
     assert_close(dup.ratio_linear, r.ratio_linear, rtol=1e-10)
 
 
-def test_o16_monotone_in_upward_shift_property():
-    "O16 (hypothesis): shifting P up by δ·1 never increases ε(P, Q), exact or entropic (convention a)."
+def test_monotone_in_upward_shift_property():
+    "(hypothesis): shifting P up by δ·1 never increases ε(P, Q), exact or entropic (convention a)."
     try:
         from hypothesis import given, settings, strategies as st
     except ImportError:

@@ -47,9 +47,9 @@ def _pot_gw(X, Y, a=None, b=None, G0=None):
     return float(ot.gromov.gromov_wasserstein2(Xn @ Xn.T, Yn @ Yn.T, a, b, loss_fun="square_loss", G0=G0))
 
 
-# ---------------------------------------------------------------- D1 moment identity
+# ---------------------------------------------------------------- moment identity
 @pytest.mark.parametrize("n,m,dx,dy", [(5, 5, 2, 2), (6, 4, 2, 3), (3, 8, 3, 1), (7, 7, 1, 4)])
-def test_d1_moment_identity_brute_force(n, m, dx, dy):
+def test_moment_identity_brute_force(n, m, dx, dy):
     g = torch.Generator().manual_seed(n * 100 + m)
     X = torch.randn(n, dx, generator=g, dtype=torch.float64)
     Y = torch.randn(m, dy, generator=g, dtype=torch.float64) + 0.3
@@ -64,9 +64,9 @@ def test_d1_moment_identity_brute_force(n, m, dx, dy):
     assert_close(ot.gromov.gwloss(*C, P.numpy()), brute, rtol=1e-12, msg="POT gwloss")
 
 
-# ---------------------------------------------------------------- D2 exact by enumeration
+# ---------------------------------------------------------------- exact by enumeration
 @pytest.mark.parametrize("seed", range(24))
-def test_d2_reaches_enumerated_optimum(seed):
+def test_reaches_enumerated_optimum(seed):
     rng = np.random.default_rng(seed)
     n, d = 5 + seed % 3, 2 + seed % 2
     X = rng.standard_normal((n, d))
@@ -82,7 +82,7 @@ def test_d2_reaches_enumerated_optimum(seed):
     assert_close(_pot_gw(X, Y, G0=G0), best, rtol=1e-9, msg="POT from the optimal G0")
 
 
-def test_d2_many_instances_fraction():
+def test_many_instances_fraction():
     "The swap refinement matters: without it the alternation alone misses the optimum on some instances."
     misses_plain = misses = 0
     for seed in range(100, 130):
@@ -97,9 +97,9 @@ def test_d2_many_instances_fraction():
     assert misses_plain >= misses
 
 
-# ---------------------------------------------------------------- D3 linear-image closed form
+# ---------------------------------------------------------------- linear-image closed form
 @pytest.mark.parametrize("d", [2, 3])
-def test_d3_linear_image_closed_form(d):
+def test_linear_image_closed_form(d):
     g = torch.Generator().manual_seed(d)
     X = torch.rand(150, d, generator=g, dtype=torch.float64) ** 3 * torch.linspace(3, 1, d, dtype=torch.float64)
     lam, U = torch.linalg.eigh(second_moment(X))
@@ -120,9 +120,9 @@ def test_d3_linear_image_closed_form(d):
     assert_close(igw(X, c * X @ O.T).value, (1 - c ** 2) ** 2 * (second_moment(X) ** 2).sum(), rtol=1e-10)
 
 
-# ---------------------------------------------------------------- D4 spectral lower bound
+# ---------------------------------------------------------------- spectral lower bound
 @pytest.mark.parametrize("seed", range(5))
-def test_d4_spectral_lower_bound(seed):
+def test_spectral_lower_bound(seed):
     X = _cloud(80, 2, seed)
     Y = _cloud(70, 3, seed + 50, scale=torch.tensor([1.5, 1.0, 0.4], dtype=torch.float64)) + 0.2
     lb = igw_lower_bound(X, Y)
@@ -131,7 +131,7 @@ def test_d4_spectral_lower_bound(seed):
     assert _pot_gw(X, Y) >= lb - 1e-12
 
 
-def test_d4_gaussian_samples_strict():
+def test_gaussian_samples_strict():
     "Gaussian samples: the bound is strict at finite n (it is the population value only as n -> inf)."
     g = torch.Generator().manual_seed(0)
     X = torch.randn(200, 2, generator=g, dtype=torch.float64) @ torch.tensor([[1.0, 0.3], [0.0, 0.8]], dtype=torch.float64)
@@ -140,8 +140,8 @@ def test_d4_gaussian_samples_strict():
     assert v > lb > 0
 
 
-# ---------------------------------------------------------------- D11 invariances and metric properties
-def test_d11_rotation_invariance_and_symmetry():
+# ---------------------------------------------------------------- invariances and metric properties
+def test_rotation_invariance_and_symmetry():
     g = torch.Generator().manual_seed(3)
     X, Y = _cloud(40, 3, 1), _cloud(40, 3, 2) + 0.5
     v = igw(X, Y).value
@@ -151,13 +151,13 @@ def test_d11_rotation_invariance_and_symmetry():
     assert_close(igw(Y, X).value, v, rtol=1e-10, msg="symmetry")
 
 
-def test_d11_not_translation_invariant():
+def test_not_translation_invariant():
     X, Y = _cloud(30, 2, 4), _cloud(30, 2, 5)
     assert abs(igw(X + 1.0, Y).value.item() - igw(X, Y).value.item()) > 1e-3
     assert igw(X + 1.0, X).value.item() > 1e-3  # a translate is at positive distance
 
 
-def test_d11_triangle_inequality_brute_force():
+def test_triangle_inequality_brute_force():
     rng = np.random.default_rng(7)
     clouds = [rng.standard_normal((6, 2)) * rng.uniform(0.5, 2, 2) for _ in range(5)]
     D = np.array([[math.sqrt(max(_brute(A, B)[0], 0.0)) for B in clouds] for A in clouds])
@@ -165,9 +165,9 @@ def test_d11_triangle_inequality_brute_force():
         assert D[i, k] <= D[i, j] + D[j, k] + 1e-9
 
 
-# ---------------------------------------------------------------- D12 monotone solver, fixed point
+# ---------------------------------------------------------------- monotone solver, fixed point
 @pytest.mark.parametrize("weighted", [False, True])
-def test_d12_monotone_and_fixed_point(weighted):
+def test_monotone_and_fixed_point(weighted):
     X, Y = _cloud(50, 2, 8), _cloud(40 if weighted else 50, 2, 9) + 0.1
     b = None
     if weighted:

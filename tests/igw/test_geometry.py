@@ -30,7 +30,7 @@ def _cloud(n, d, seed, weighted=False):
     return X, a / a.sum()
 
 
-# ---------------------------------------------------------------- D9 mobility
+# ---------------------------------------------------------------- mobility
 @pytest.mark.parametrize("d", [2, 3, 4])
 def test_lyapunov_vs_scipy(d):
     X, a = _cloud(20, d, d, weighted=True)
@@ -40,7 +40,7 @@ def test_lyapunov_vs_scipy(d):
 
 
 @pytest.mark.parametrize("n,d,weighted", [(10, 2, False), (15, 3, True), (9, 4, True)])
-def test_d9_pinv_equals_dense_weighted_pinv(n, d, weighted):
+def test_pinv_equals_dense_weighted_pinv(n, d, weighted):
     X, a = _cloud(n, d, 7, weighted)
     L = mobility(X, a)
     sq = a.sqrt().repeat_interleave(d)
@@ -58,7 +58,7 @@ def test_d9_pinv_equals_dense_weighted_pinv(n, d, weighted):
 
 
 @pytest.mark.parametrize("d", [2, 3])
-def test_d9_kernel_is_rotations_and_zero_angular_momentum(d):
+def test_kernel_is_rotations_and_zero_angular_momentum(d):
     X, a = _cloud(30, d, 11, True)
     L = mobility(X, a)
     B = torch.randn(d, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64); B = B - B.T
@@ -70,7 +70,7 @@ def test_d9_kernel_is_rotations_and_zero_angular_momentum(d):
     assert_close(igw_velocity(X, G + X @ B.T, a), v, atol=1e-12)
 
 
-def test_d9_equivariance():
+def test_equivariance():
     X, a = _cloud(25, 3, 12, True)
     G = torch.randn(25, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     O = _rot(3, 5)
@@ -100,8 +100,8 @@ def test_gradients_vs_finite_differences(F):
     assert_close((a[:, None] * G * D).sum(), fd, rtol=1e-7)
 
 
-# ---------------------------------------------------------------- flows (D5-D7, D11)
-def test_d5_potential_flow_any_cloud_heun():
+# ---------------------------------------------------------------- flows
+def test_potential_flow_any_cloud_heun():
     X0 = shape_cloud(80, seed=1)[0] + torch.tensor([0.3, -0.2], dtype=torch.float64)
     S0 = second_moment(X0)
     t_star = 2 * torch.linalg.eigvalsh(S0)[0].item()
@@ -111,7 +111,7 @@ def test_d5_potential_flow_any_cloud_heun():
         assert_close(S, S0 - t * I, rtol=1e-4, atol=1e-8)
 
 
-def test_d6_w2_rates_depend_on_spectrum_igw_do_not():
+def test_w2_rates_depend_on_spectrum_igw_do_not():
     g = torch.Generator().manual_seed(2)
     base = torch.randn(40, 2, generator=g, dtype=torch.float64) * torch.tensor([0.4, 1.5], dtype=torch.float64)
     Xs = torch.cat([base * torch.tensor(s, dtype=torch.float64) for s in ([1, 1], [-1, 1], [1, -1], [-1, -1])])
@@ -125,7 +125,7 @@ def test_d6_w2_rates_depend_on_spectrum_igw_do_not():
     assert rw[1] < 0.5 * rw[0]  # W2: the large eigenvalue relaxes much faster
 
 
-def test_d7_flow_to_target_in_other_dimension():
+def test_flow_to_target_in_other_dimension():
     "½IGW² to a 3-D target from a 2-D cloud: F decreases monotonically, angular momentum stays 0."
     X, _ = _cloud(40, 2, 15)
     Y = torch.randn(40, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * torch.tensor([1.2, 0.8, 0.2], dtype=torch.float64)
@@ -135,7 +135,7 @@ def test_d7_flow_to_target_in_other_dimension():
     assert f.angular_momentum.max() < 1e-10
 
 
-def test_d11_flow_commutes_with_rotation():
+def test_flow_commutes_with_rotation():
     X, _ = _cloud(30, 2, 16)
     O = _rot(2, 7)
     f1 = igw_flow(X, QuadraticPotential(1.0), step=1e-2, n_steps=30)
@@ -154,8 +154,8 @@ def test_flow_records_and_weights():
     assert_close(f.X, X * (1 - 0.01) ** 25, rtol=1e-12)  # Euler on v = -x
 
 
-# ---------------------------------------------------------------- D10 JKO
-def test_d10_jko_weighted_and_3d():
+# ---------------------------------------------------------------- JKO
+def test_jko_weighted_and_3d():
     X, a = _cloud(12, 3, 18, True)
     F = QuadraticPotential(torch.tensor([[1.0, 0.2, 0.0], [0.2, 0.5, 0.1], [0.0, 0.1, -0.4]]), torch.tensor([0.3, -0.5, 0.2]))
     v = igw_velocity(X, F.grad(X, a), a)
@@ -163,7 +163,7 @@ def test_d10_jko_weighted_and_3d():
     assert errs[1] < 2e-3 and 7 < errs[0] / errs[1] < 13  # O(tau)
 
 
-def test_d10_unaligned_step_rotates():
+def test_unaligned_step_rotates():
     X, a = _cloud(15, 2, 19)
     F = QuadraticPotential(torch.zeros(2, 2), torch.tensor([1.0, -2.0]))  # linear potential: not rotation invariant
     ra, ru = igw_jko_step(X, F, 1e-3), igw_jko_step(X, F, 1e-3, align=False)
@@ -173,7 +173,7 @@ def test_d10_unaligned_step_rotates():
     assert_close(ru.Z @ ru.Z.T, ra.Z @ ra.Z.T, atol=5e-3)
 
 
-# ---------------------------------------------------------------- D8 interpolation
+# ---------------------------------------------------------------- interpolation
 def test_gram_path_matches_closed_form_linear_image():
     X, _ = shape_cloud(60, seed=2)
     Y = linear_image(X, 1.3, (1.2, 0.5))
