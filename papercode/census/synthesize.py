@@ -273,7 +273,7 @@ def draw_block(t: BlockTables,  # the block's tables
                fallback: str = "cpsat",  # "cpsat", "highs" or "none" (give the block up)
                k: int = 3,  # reduced chain of the fallback: households resampled per move
                chain_steps: int = 10_000,  # reduced chain of the fallback: iterations
-               time_limit: float | None = None,  # seconds per solver call of the fallback
+               time_limit: float | None = None,  # seconds per solver call of the fallback (wall clock: see the note above)
                cache: dict | None = None,  # π at each (level, use_age), shared across blocks
                ) -> BlockResult:
     "Draw one block's households at the first feasible accuracy level: exact DP, else the solver fallback."
@@ -354,7 +354,7 @@ def synthesize(state,  # a SyntheticState, or a sequence of BlockTables together
                fallback: str = "cpsat",  # "cpsat" (pool, then reduced chain), "highs" (MAP, then chain) or "none"
                k: int = 3,  # fallback reduced chain: households resampled per move
                chain_steps: int = 10_000,  # fallback reduced chain: iterations
-               time_limit: float | None = None,  # seconds per solver call of the fallback
+               time_limit: float | None = None,  # seconds per solver call of the fallback (wall clock: see the note above)
                progress: bool = True,  # show a progress bar
                ) -> Microdata:
     "Draw synthetic households for every block at the first feasible accuracy level (exact DP, else the solver fallback)."
@@ -426,7 +426,7 @@ def _tvd(p: dict, q: dict) -> float:
 def size_adjusted_tvd(syn: dict,  # synthetic key distribution
                       ref: dict,  # reference key distribution (PUMS or truth)
                       ) -> float:
-    "TVD within household size 1..7+, weighted by the synthetic size shares (size 1: reference at the synthetic Hispanic share)."
+    "TVD within household size 1..7+, weighted by the synthetic size shares (size 1: reference at the synthetic Hispanic share; a size the reference lacks: 1)."
     _check_law(syn, "syn"); _check_law(ref, "ref")
     size = lambda k: min(sum(k[:7]), 7)
     out = 0.0
@@ -435,8 +435,10 @@ def size_adjusted_tvd(syn: dict,  # synthetic key distribution
         ws, wq = sum(ps.values()), sum(qs.values())
         if ws == 0: continue
         ps = {k: v / ws for k, v in ps.items()}
-        qs = {k: v / wq for k, v in qs.items()} if wq else {}
-        if s == 1 and qs:
+        if wq == 0:  # no reference household of this size: the largest distance, as the official code counts it
+            out += ws; continue
+        qs = {k: v / wq for k, v in qs.items()}
+        if s == 1:
             hs = sum(v for k, v in ps.items() if k[7] > 0); hq = sum(v for k, v in qs.items() if k[7] > 0)
             if 0 < hq < 1:
                 qs = {k: v * (hs / hq if k[7] > 0 else (1 - hs) / (1 - hq)) for k, v in qs.items()}

@@ -238,6 +238,16 @@ def test_size_adjusted_tvd_on_a_hand_computed_example():
     assert tvd(syn, ref) == pytest.approx(0.3, abs=1e-12)
 
 
+def test_size_adjusted_tvd_counts_a_size_missing_from_the_reference_as_distance_one():
+    "The authors' code: a household size the reference lacks is as far as a TVD can be (1), weighted by its share."
+    from papercode.census.synthesize import size_adjusted_tvd
+    k2, k3 = (2, 0, 0, 0, 0, 0, 0, 0, 2), (3, 0, 0, 0, 0, 0, 0, 0, 3)
+    syn = {k2: 0.75, k3: 0.25}
+    ref = {k2: 1.0}  # no household of size 3
+    assert size_adjusted_tvd(syn, ref) == pytest.approx(0.25, abs=1e-15)  # size 2: 0; size 3: 1 × 0.25 (was 0.5 × 0.25)
+    assert size_adjusted_tvd(ref, syn) == pytest.approx(0.0, abs=1e-15)  # weighted by the first argument's sizes
+
+
 def test_reweight_multiplies_pi_by_the_official_weights():
     from types import SimpleNamespace
     from papercode.census.synthesize import household_key, key_distribution, reweight
