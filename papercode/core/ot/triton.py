@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..utils import optional_triton
+from ..utils import is_int, optional_triton
 
 triton, tl, _TRITON_ERROR = optional_triton()  # triton is optional: the module imports without it, and its entry points then say so
 
@@ -69,9 +69,14 @@ def _cost_tile(U, V, r, c, rows, cols, rmask, cmask, u0, v0, sU_n, sU_k, sV_m, s
             v = tl.load(V + cols * sV_m + k * sV_k, mask=cmask, other=0.0).to(tl.float32)
             acc += u[:, None] * v[None, :]
     cost = r[:, None] + c[None, :] + SCALE * acc
-    if CLAMP:
-        cost = tl.maximum(cost, 0.0)
+    if CLAMP:  # a NaN stays NaN, as with torch's clamp_min (the default maximum would return 0)
+        cost = tl.maximum(cost, 0.0, propagate_nan=tl.PropagateNan.ALL)
     return cost
+
+@triton.jit
+def _i64(s):
+    "A stride as int64, so that index times stride cannot wrap around in int32."
+    return tl.cast(s, tl.int64)
 
 @triton.jit
 def _first_chunk(P, idx, mask, s_i, s_k, K: tl.constexpr, BLOCK_K: tl.constexpr, USE_DOT: tl.constexpr):
@@ -90,7 +95,11 @@ def _fwd_kernel(U, V, R, Cc, H, OUT, PMU, PL, n, m, inv_eps, cols_per_split,
                 sO_b, sO_n, sP_b, sP_s, sP_n,
                 K: tl.constexpr, SCALE: tl.constexpr, CLAMP: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, SPLIT: tl.constexpr):
+                USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, SPLIT: tl.constexpr,
+                IDX64: tl.constexpr):
+    if IDX64:  # a tensor spans 2**31 elements or more within a problem
+        sU_n, sU_k, sV_m, sV_k, sR_n = _i64(sU_n), _i64(sU_k), _i64(sV_m), _i64(sV_k), _i64(sR_n)
+        sC_m, sH_m, sO_n, sP_s, sP_n = _i64(sC_m), _i64(sH_m), _i64(sO_n), _i64(sP_s), _i64(sP_n)
     b = tl.program_id(1).to(tl.int64)
     sp = tl.program_id(2)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -115,7 +124,7 @@ def _fwd_kernel(U, V, R, Cc, H, OUT, PMU, PL, n, m, inv_eps, cols_per_split,
                           K, SCALE, CLAMP, BLOCK_N, BLOCK_M, BLOCK_K, USE_DOT, UPCAST, PREC, USE_DOT, False)
         s = tl.where(cmask[None, :], (hj[None, :] - cost * inv_eps) * 1.4426950408889634, float("-inf"))
         mu_new = tl.maximum(mu, tl.max(s, 1))
-        mu_ref = tl.where(mu_new == float("-inf"), 0.0, mu_new)  # all -inf so far: no rescaling
+        mu_ref = tl.where(tl.abs(mu_new) == float("inf"), 0.0, mu_new)  # no finite max: no rescaling
         ell = ell * tl.exp2(mu - mu_ref) + tl.sum(tl.exp2(s - mu_ref[:, None]), 1)
         mu = mu_new
     if SPLIT:
@@ -131,7 +140,12 @@ def _bwd_rows_kernel(U, V, R, Cc, H, O, GO, GU, GR, n, m, inv_eps,
                      sO_b, sO_n, sG_b, sG_n, sGU_b, sGU_n, sGU_k, sGR_b, sGR_n,
                      K: tl.constexpr, SCALE: tl.constexpr, CLAMP: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                     USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, GRAD_PREC: tl.constexpr):
+                     USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, GRAD_PREC: tl.constexpr,
+                     IDX64: tl.constexpr):
+    if IDX64:  # a tensor spans 2**31 elements or more within a problem
+        sU_n, sU_k, sV_m, sV_k = _i64(sU_n), _i64(sU_k), _i64(sV_m), _i64(sV_k)
+        sR_n, sC_m, sH_m, sO_n = _i64(sR_n), _i64(sC_m), _i64(sH_m), _i64(sO_n)
+        sG_n, sGU_n, sGU_k, sGR_n = _i64(sG_n), _i64(sGU_n), _i64(sGU_k), _i64(sGR_n)
     b = tl.program_id(1).to(tl.int64)
     kc = tl.program_id(2)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -159,7 +173,7 @@ def _bwd_rows_kernel(U, V, R, Cc, H, O, GO, GU, GR, n, m, inv_eps,
         keep = rmask[:, None] & cmask[None, :]
         cost = raw
         if CLAMP:
-            cost = tl.maximum(raw, 0.0)
+            cost = tl.maximum(raw, 0.0, propagate_nan=tl.PropagateNan.ALL)
             keep = keep & (raw >= 0.0)
         w = tl.exp2((hj[None, :] - cost * inv_eps - o[:, None]) * 1.4426950408889634)
         gc = tl.where(keep, -inv_eps * go[:, None] * w, 0.0)  # dL/dC_ij
@@ -177,8 +191,13 @@ def _bwd_cols_kernel(U, V, R, Cc, H, O, GO, GV, GC, GH, n, m, inv_eps,
                      sO_b, sO_n, sG_b, sG_n, sGV_b, sGV_m, sGV_k, sGC_b, sGC_m, sGH_b, sGH_m,
                      K: tl.constexpr, SCALE: tl.constexpr, CLAMP: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-                     USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, GRAD_PREC: tl.constexpr):
+                     USE_DOT: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr, GRAD_PREC: tl.constexpr,
+                     IDX64: tl.constexpr):
     # works on transposed tiles C^T (BLOCK_M, BLOCK_N), so that both dots take their operands as stored
+    if IDX64:  # a tensor spans 2**31 elements or more within a problem
+        sU_n, sU_k, sV_m, sV_k = _i64(sU_n), _i64(sU_k), _i64(sV_m), _i64(sV_k)
+        sR_n, sC_m, sH_m, sO_n, sG_n = _i64(sR_n), _i64(sC_m), _i64(sH_m), _i64(sO_n), _i64(sG_n)
+        sGV_m, sGV_k, sGC_m, sGH_m = _i64(sGV_m), _i64(sGV_k), _i64(sGC_m), _i64(sGH_m)
     b = tl.program_id(1).to(tl.int64)
     kc = tl.program_id(2)
     cols = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -207,7 +226,7 @@ def _bwd_cols_kernel(U, V, R, Cc, H, O, GO, GV, GC, GH, n, m, inv_eps,
         keep = cmask[:, None] & rmask[None, :]
         cost = raw
         if CLAMP:
-            cost = tl.maximum(raw, 0.0)
+            cost = tl.maximum(raw, 0.0, propagate_nan=tl.PropagateNan.ALL)
         w = tl.exp2((hj[:, None] - cost * inv_eps - o[None, :]) * 1.4426950408889634)
         g = tl.where(keep, go[None, :] * w, 0.0)  # G_ij, transposed
         if CLAMP:
@@ -228,6 +247,10 @@ FP32_DOT_PRECISION: str | None = None  # None: follow torch.get_float32_matmul_p
 
 def _bstride(t): return t.stride(0) if t.shape[0] > 1 else 0  # batch of 1: shared, stride 0
 
+def _idx64(*ts) -> bool:
+    "Does an offset within one problem (batch dim aside) reach 2**31 elements in one of `ts`?"
+    return any(sum(max(s - 1, 0) * st for s, st in zip(t.shape[1:], t.stride()[1:])) >= 2 ** 31 for t in ts)
+
 def dot_precision(dtype) -> str:
     "`input_precision` of `tl.dot` for tiles of `dtype` (16-bit tiles ignore it)."
     if dtype != torch.float32: return "tf32"
@@ -239,9 +262,9 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 def _pow2(v, name):
-    if v < 16 or v & (v - 1):
-        raise ValueError(f"{name}: expected a power of two >= 16 (tl.dot's minimum), got {v}")
-    return v
+    if not is_int(v) or v < 16 or v & (v - 1):  # is_int: not a float, not a bool
+        raise ValueError(f"{name}: expected a power of two >= 16 (tl.dot's minimum), got {v!r}")
+    return int(v)
 
 def _config(U, n, m, B, block_n, block_m, block_k, splits, num_warps=None) -> dict:
     "Tiles, warps and column splits for the forward (`fwd`) and the backward (`bwd`) kernels."
@@ -256,10 +279,12 @@ def _config(U, n, m, B, block_n, block_m, block_k, splits, num_warps=None) -> di
         splits = 1
         if U.is_cuda and not interp:
             splits = max(1, min(col_tiles, triton.cdiv(2 * _sm_count(U.device), triton.cdiv(n, bn) * B)))
-    if not (isinstance(splits, int) and splits >= 1):
+    if not (is_int(splits) and splits >= 1):
         raise ValueError(f"splits: expected a positive integer, got {splits!r}")
+    splits = int(splits)
     tiles_per_split = triton.cdiv(col_tiles, splits)
-    common = dict(K=K, BLOCK_N=bn, BLOCK_M=bm, USE_DOT=K >= 16, UPCAST=interp and not fp32, PREC=dot_precision(U.dtype))
+    common = dict(K=K, BLOCK_N=bn, BLOCK_M=bm, USE_DOT=K >= 16, UPCAST=interp and not fp32, PREC=dot_precision(U.dtype),
+                  IDX64=False)  # int32 offsets; a launch whose tensors need more sets it (`_idx64`)
     launch = {} if interp else dict(num_warps=num_warps or 8, enable_fp_fusion=True)
     return dict(splits=triton.cdiv(col_tiles, tiles_per_split),  # no empty split
                 cols_per_split=tiles_per_split * bm,
@@ -272,8 +297,9 @@ def _forward(h, U, V, R, Cc, inv_eps, scale, clamp, cfg) -> torch.Tensor:
     n, m = U.shape[1], V.shape[1]
     out = torch.empty(B, n, dtype=torch.float32, device=h.device)
     if B == 0 or n == 0: return out
-    S, kw = cfg["splits"], cfg["fwd"]
+    S = cfg["splits"]
     part = torch.empty(2, B, S, n, dtype=torch.float32, device=h.device) if S > 1 else out.new_empty(2, 1, 1, 1)
+    kw = dict(cfg["fwd"], IDX64=_idx64(U, V, R, Cc, h, out, part[0]))
     grid = (triton.cdiv(n, kw["BLOCK_N"]), B, S)
     _fwd_kernel[grid](U, V, R, Cc, h, out, part[0], part[1], n, m, inv_eps, cfg["cols_per_split"],
                       _bstride(U), U.stride(1), U.stride(2), _bstride(V), V.stride(1), V.stride(2),
@@ -313,11 +339,13 @@ class _StreamingLSE(torch.autograd.Function):
         if (need_U or need_R) and B * n > 0:
             gU, gR = torch.zeros(B, n, K, **f32), torch.zeros(B, n, **f32)
             _bwd_rows_kernel[(triton.cdiv(n, kw["BLOCK_N"]), B, kchunks)](
-                U, V, R, Cc, h, out, gout, gU, gR, *common, *gU.stride(), *gR.stride(), **kw)
+                U, V, R, Cc, h, out, gout, gU, gR, *common, *gU.stride(), *gR.stride(),
+                **dict(kw, IDX64=_idx64(U, V, R, Cc, h, out, gout, gU)))
         if (need_V or need_C or need_h) and B * m > 0:
             gV, gC, gh = torch.zeros(B, m, K, **f32), torch.zeros(B, m, **f32), torch.zeros(B, m, **f32)
             _bwd_cols_kernel[(triton.cdiv(m, kw["BLOCK_M"]), B, kchunks)](
-                U, V, R, Cc, h, out, gout, gV, gC, gh, *common, *gV.stride(), *gC.stride(), *gh.stride(), **kw)
+                U, V, R, Cc, h, out, gout, gV, gC, gh, *common, *gV.stride(), *gC.stride(), *gh.stride(),
+                **dict(kw, IDX64=_idx64(U, V, R, Cc, h, out, gout, gV)))
 
         if ctx.sq:  # the norms' share of the chain rule, d|x_i|^2/dx_i = 2 x_i, in float32 before any rounding
             if gU is not None: gU += 2.0 * U.float() * gR[..., None]
@@ -358,13 +386,11 @@ def _check_inputs(h, eps, named: dict, sizes: dict) -> tuple[int, float]:
             first, size0 = dims.setdefault(sym, (name, size))
             if size0 != size:
                 raise ValueError(f"{name}: size {size} for {sym}, but {first} has {sym} = {size0}")
-    try:
-        eps = float(eps)  # a number or a 0-d tensor
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"eps: expected a positive finite float, got {eps!r}") from None
-    if not (math.isfinite(eps) and eps > 0):
+    try: e = None if isinstance(eps, (bool, str, bytes)) else float(eps)  # a number or a 0-d tensor
+    except (TypeError, ValueError, RuntimeError): e = None
+    if e is None or not (math.isfinite(e) and e > 0):
         raise ValueError(f"eps: expected a positive finite float, got {eps!r}")
-    return B, eps
+    return B, e
 
 def _check_device(h):
     if not (h.is_cuda or _interpreted()):
