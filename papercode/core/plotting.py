@@ -52,30 +52,64 @@ def slider_figure(frames: Sequence[Sequence],  # one list of plotly traces per s
         title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 20, b=40),
         sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix=slider_label), pad=dict(t=40))],
         template="plotly_white")
-    fig.update_xaxes(**_fixed_range(fig, "x"), **(xaxis or {}))
-    fig.update_yaxes(**_fixed_range(fig, "y"), **(yaxis or {}))
+    fig.update_xaxes(**{**_fixed_range(fig, "x", xaxis), **(xaxis or {})})
+    fig.update_yaxes(**{**_fixed_range(fig, "y", yaxis), **(yaxis or {})})
     if equal_aspect:
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
-def _fixed_range(fig, axis: str) -> dict:
-    "A range covering `axis` data of all traces, with a 5% margin (empty dict if none is numeric)."
+def _fixed_range(fig, axis: str, layout: dict | None = None) -> dict:
+    "A range covering the `axis` extent of the traces on the main axis, with a 5% margin (empty dict: plotly chooses)."
+    layout = layout or {}
+    if "range" in layout or "autorange" in layout or layout.get("type") in ("category", "multicategory", "date"):
+        return {}  # the caller's own range, or an axis whose range is not in data units
     vals = []
     for tr in fig.data:
-        v = getattr(tr, axis, None)
-        if v is not None:
-            try:
-                vals.append(np.asarray(v, dtype=float).ravel())
-            except (TypeError, ValueError):
-                return {}
-    if not vals:
-        return {}
-    v = np.concatenate(vals); v = v[np.isfinite(v)]
+        if not hasattr(tr, f"{axis}axis") or (getattr(tr, f"{axis}axis") or axis) != axis:
+            continue  # not a 2-d trace, or on another subplot's axis
+        if getattr(tr, axis, None) is None or tr.type.startswith("histogram"):
+            return {}  # implicit positions 0, 1, ..., or histogram bins and counts: plotly's to choose
+        try:
+            vals.append(_trace_extent(tr, axis))
+        except (TypeError, ValueError):
+            return {}
+    v = np.concatenate(vals) if vals else np.empty(0)
+    log = layout.get("type") == "log"
+    if log:
+        v = np.log10(v[v > 0])  # plotly's log-axis range is in decades
+    v = v[np.isfinite(v)]
     if v.size == 0:
         return {}
     lo, hi = float(v.min()), float(v.max())
     pad = 0.05 * (hi - lo) if hi > lo else 0.5
     return dict(range=[lo - pad, hi + pad])
+
+def _trace_extent(tr, axis: str) -> np.ndarray:
+    "The values a trace covers on `axis`: its data, a bar's base and half its width, error-bar ends."
+    v = np.asarray(getattr(tr, axis), dtype=float).ravel()
+    out = []
+    if tr.type == "bar" and axis == ("x" if tr.orientation == "h" else "y"):  # bars span base .. base + value
+        base = np.zeros(1) if tr.base is None else np.asarray(tr.base, dtype=float).ravel()
+        v = np.broadcast_to(base, v.shape) + v if base.size in (1, v.size) else v
+        out.append(base)
+    elif tr.type == "bar":  # positions: each bar extends half its slot to either side
+        u = np.unique(v[np.isfinite(v)])
+        half = 0.5 * (np.diff(u).min() if u.size > 1 else 1.0)
+        out += [u - half, u + half]
+    elif getattr(tr, "fill", None) == f"tozero{axis}":
+        out.append(np.zeros(1))
+    out.append(v)
+    e = getattr(tr, f"error_{axis}", None)
+    if e is not None and e.visible is not False and (e.array is not None or e.value is not None):
+        kind = e.type or ("data" if e.array is not None else "percent")
+        up = {"data": lambda: np.asarray(e.array if e.array is not None else 0.0, dtype=float).ravel(),
+              "constant": lambda: np.full(v.shape, e.value or 0.0),
+              "percent": lambda: np.abs(v) * (e.value if e.value is not None else 10.0) / 100,
+              "sqrt": lambda: np.sqrt(np.abs(v))}[kind]()
+        down = np.asarray(e.arrayminus, dtype=float).ravel() if kind == "data" and e.arrayminus is not None else up
+        for d, sign in ((up, 1), (down, -1)):
+            if d.size in (1, v.size): out.append(v + sign * np.broadcast_to(d, v.shape))
+    return np.concatenate(out)
 
 # %% ../../nbs/00_core/20_plotting.ipynb #a70e3c15
 PLOTLY_MIME = "application/vnd.plotly.v1+json"

@@ -5,6 +5,7 @@
 # %% ../../../nbs/00_core/models/20_llm.ipynb #416568c6
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -51,25 +52,47 @@ class LLM:
     device: torch.device
     dtype: torch.dtype
 
-@functools.lru_cache(maxsize=2)
 def load_llm(name: str = "smollm2",  # a key of `MODELS`
              device: str | torch.device = "cpu",  # where to put the model
-             dtype: torch.dtype = torch.float32,  # weights' dtype after de-quantisation
+             dtype: torch.dtype | str = torch.float32,  # weights' dtype after de-quantisation (a floating dtype)
              ) -> LLM:
-    "Load a model of `MODELS` offline (cached per process)."
+    "Load a model of `MODELS` offline (cached per process, per model, device and dtype)."
     why = llm_missing(name)
     if why: raise ImportError(f"load_llm: {why}")
+    try:
+        dev = torch.device(device)
+        torch.empty(0, device=dev)  # fails now, not after the load, where the device is absent
+    except (RuntimeError, AssertionError, TypeError) as e:
+        raise ValueError(f"device: cannot use {device!r} here ({e})") from e
+    dt = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+    if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+        raise ValueError(f"dtype: expected a floating torch dtype such as torch.float32, got {dtype!r}")
+    return _load_llm(name, dev, dt)
+
+@functools.lru_cache(maxsize=2)
+def _load_llm(name: str, device: torch.device, dtype: torch.dtype) -> LLM:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()  # no de-quantisation bars in notebooks and logs
+    transformers.utils.logging.disable_progress_bar()
     cfg = MODELS[name]
     folder = list(importlib.util.find_spec(cfg["package"]).submodule_search_locations)[0]
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=cfg["gguf"])
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=cfg["gguf"], dtype=dtype).to(device).eval()
-    return LLM(name=name, model=model, tokenizer=tok, feature_dim=model.config.hidden_size,
-               device=torch.device(device), dtype=dtype)
+    with _no_gguf_bar():
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=cfg["gguf"])
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=cfg["gguf"], dtype=dtype).to(device).eval()
+    return LLM(name=name, model=model, tokenizer=tok, feature_dim=model.config.hidden_size, device=device, dtype=dtype)
+
+@contextlib.contextmanager
+def _no_gguf_bar():
+    "Silence the de-quantisation progress bar: a plain tqdm in transformers' GGUF reader that `disable_progress_bar` misses."
+    try: mod = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError: mod = None  # a transformers that reads GGUF elsewhere: nothing to silence here
+    bar = getattr(mod, "tqdm", None)
+    if bar is not None: mod.tqdm = functools.partial(bar, disable=True)
+    try: yield
+    finally:
+        if bar is not None: mod.tqdm = bar
 
 # %% ../../../nbs/00_core/models/20_llm.ipynb #a7c850dc
 @dataclass(frozen=True)
@@ -118,7 +141,7 @@ def score_choices(llm: LLM,  # from `load_llm`
     starts = range(0, N, batch_size)
     for a in tqdm(starts, desc="scoring", disable=not progress, leave=False):
         b = min(a + batch_size, N)
-        s, f = _score_batch(llm, prompts[a:b], options[a:b], pad)
+        s, f = _score_batch(llm, prompts[a:b], options[a:b], pad, a)
         feats[a:b] = f
         for n, row in enumerate(s):
             if normalize == "mean":
@@ -128,10 +151,16 @@ def score_choices(llm: LLM,  # from `load_llm`
     return ChoiceScores(logits=logits, features=feats, n_options=torch.tensor([len(o) for o in options]),
                         model=llm.name, normalize=normalize)
 
-def _score_batch(llm, prompts, options, pad):
+def _score_batch(llm, prompts, options, pad, at=0):
     "Summed option log-likelihoods (a list of (k_n,) tensors) and (B, F) features of a few prompts, in two passes."
     tok, model, dev = llm.tokenizer, llm.model, llm.device
     pids = [tok(p).input_ids for p in prompts]
+    oids = [[tok(o, add_special_tokens=False).input_ids for o in opts] for opts in options]
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    for i, (p, oo) in enumerate(zip(pids, oids)):
+        if ctx is not None and len(p) + max(len(o) for o in oo) > ctx:
+            raise ValueError(f"prompts: entry {at + i} has {len(p)} prompt + up to {max(len(o) for o in oo)} option "
+                             f"tokens, more than the model's context of {ctx}")
     B, P = len(pids), max(len(p) for p in pids)
     # pass 1: the prompts, left-padded so that every prompt's last token sits at position P - 1
     ids = torch.full((B, P), pad, dtype=torch.long); pmask = torch.zeros(B, P, dtype=torch.long)
@@ -142,7 +171,6 @@ def _score_batch(llm, prompts, options, pad):
                 output_hidden_states=True, logits_to_keep=1)
     feats = out.hidden_states[-1][:, -1].float().cpu()
     first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()
-    oids = [[tok(o, add_special_tokens=False).input_ids for o in opts] for opts in options]
     scores = [first[i, [o[0] for o in oo]].clone() for i, oo in enumerate(oids)]
     L = max(len(o) for oo in oids for o in oo)
     if L > 1:

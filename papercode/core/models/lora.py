@@ -203,20 +203,25 @@ def write_peft_adapter(path: str | Path,  # directory to create (or overwrite)
     d = Path(path); d.mkdir(parents=True, exist_ok=True)
     cfg = dict(config or {})
     first = next(iter(slots.values()))
-    rs = {s: f.r for s, f in slots.items()}; als = {s: f.alpha for s, f in slots.items()}
+    rs = {s: f.r for s, f in slots.items()}
+    als = {s: f.alpha if isinstance(f.alpha, (int, float)) else float(f.alpha) for s, f in slots.items()}  # JSON numbers
     if len({f.use_rslora for f in slots.values()}) > 1: raise ValueError("slots: mixed use_rslora in one adapter")
-    cfg.update(peft_type="LORA", r=first.r, lora_alpha=first.alpha, use_rslora=first.use_rslora,
+    a0 = als[next(iter(slots))]
+    cfg.update(peft_type="LORA", r=first.r, lora_alpha=a0, use_rslora=bool(first.use_rslora),
                # exact (anchored) patterns for every slot whose rank or alpha differs from the defaults
                rank_pattern={f"^{re.escape(s)}": r for s, r in rs.items() if r != first.r},
-               alpha_pattern={f"^{re.escape(s)}": a for s, a in als.items() if a != first.alpha})
+               alpha_pattern={f"^{re.escape(s)}": a for s, a in als.items() if a != a0})
     cfg.setdefault("target_modules", sorted({s.rsplit(".", 1)[-1] for s in slots}))
     cfg.setdefault("bias", "none"); cfg.setdefault("lora_dropout", 0.0); cfg.setdefault("fan_in_fan_out", False)
     cfg.setdefault("base_model_name_or_path", None); cfg.setdefault("task_type", None)
     cfg.setdefault("inference_mode", True); cfg.setdefault("init_lora_weights", True)
+    # own copies: factors that share memory (one tensor on two slots, slices of a stack) would make safetensors
+    # refuse the file, and torch.save would store the whole underlying stack
+    own = lambda t: t.detach().to(dtype or t.dtype).cpu().clone(memory_format=torch.contiguous_format)
     sd = {}
     for s, f in slots.items():
-        sd[f"{_PREFIX}{s}.lora_A.weight"] = f.A.detach().to(dtype or f.A.dtype).contiguous().cpu()
-        sd[f"{_PREFIX}{s}.lora_B.weight"] = f.B.detach().to(dtype or f.B.dtype).contiguous().cpu()
+        sd[f"{_PREFIX}{s}.lora_A.weight"] = own(f.A)
+        sd[f"{_PREFIX}{s}.lora_B.weight"] = own(f.B)
     (d / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     for old in ("adapter_model.safetensors", "adapter_model.bin"): (d / old).unlink(missing_ok=True)
     if safe_serialization:
