@@ -26,6 +26,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2
         raise UsageError(message)
 
+def _seed(s: str) -> int:
+    "`--seed`: an integer that every generator accepts (numpy's seeds stop at 2**32 - 1)."
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {s!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295 (2**32 - 1), got {v}")
+    return v
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="papercode", description="Reproduce, benchmark and document the papercode chapters.")
     extra = discover_commands()
@@ -43,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "reproduce":
             r.add_argument("--strict", action="store_true", help="exit 1 if a claim is not reproduced")
         r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:k (default auto)")
-        r.add_argument("--seed", type=int, default=0)
+        r.add_argument("--seed", type=_seed, default=0, help="the run's seed, 0 to 2**32 - 1 (default 0)")
         r.add_argument("--out", default="results", help="output folder (default results/)")
     d = sub.add_parser("docs", help="build the documentation site offline (and serve it)")
     d.add_argument("--out", default="_site", help="site folder (default _site/)")
@@ -56,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 # %% ../../../nbs/00_core/lab/20_cli.ipynb #2d7fa1a0
 def _check_out(out: str) -> Path:
     p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out: {out!r} is a file, not a folder (name a folder to write into)")
     try:
         p.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
@@ -66,9 +78,12 @@ def _check_out(out: str) -> Path:
 
 def _check_device(device: str):
     try:
-        return resolve_device(device)
+        dev = resolve_device(device)
     except ValueError as e:
         raise UsageError(f"--{e}") from None
+    if dev.type not in ("cpu", "cuda"):  # torch knows more (meta, mps, ...); the experiments run on these two
+        raise UsageError(f"--device: {device!r} is not supported (use auto, cpu, cuda or cuda:k)")
+    return dev
 
 def _select(names, kind):
     try:
@@ -121,9 +136,9 @@ def cmd_run(args, kind: str) -> int:
     print("\n" + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + f"; results in {out / 'results.json'}")
     for r in res:
         if r.verdict == "error": print(f"error in {r.module}.{r.name}: {r.error}", file=sys.stderr)
-    if counts["error"]: return 1
-    if getattr(args, "strict", False) and counts["not reproduced"]: return 1
-    return 0
+    failed = [f"{r.module}.{r.name}" for r in res if r.verdict == "not reproduced"] if kind == "reproduce" else []
+    if failed: print(f"not reproduced: {', '.join(failed)}", file=sys.stderr)
+    return 1 if counts["error"] or (failed and getattr(args, "strict", False)) else 0
 
 def cmd_docs(args) -> int:
     try:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import json
@@ -189,9 +190,7 @@ def select(names: Sequence[str] = (),  # modules or module.experiment keys; empt
     for n in names:
         if "." in n:
             hit = [e for e in exps if e.key == n]
-            if not hit:
-                known = ", ".join(e.key for e in exps) or "none"
-                raise ValueError(f"unknown experiment {n!r} (known: {known})")
+            if not hit: raise ValueError(_unknown_key(n, kind, reg, exps))
         else:
             if n not in MODULES:
                 raise ValueError(f"unknown module {n!r} (known: {', '.join(MODULES)})")
@@ -201,6 +200,23 @@ def select(names: Sequence[str] = (),  # modules or module.experiment keys; empt
                                  f"(modules with some: {', '.join(sorted(have, key=order.get)) or 'none'})")
         chosen += [e for e in hit if e not in chosen]
     return chosen
+
+_KIND_WORDS = {"reproduce": "a claim check", "bench": "a benchmark"}
+
+def _unknown_key(n, kind, reg, exps) -> str:
+    "Why `module.experiment` name `n` selects nothing, and what to run instead."
+    other = reg.get(n)
+    if other is not None:  # registered, but as the other kind
+        return (f"{n!r} is {_KIND_WORDS[other.kind]}, not {_KIND_WORDS[kind]}: "
+                f"run `papercode {other.kind} {n}`")
+    mod = n.split(".", 1)[0]
+    if mod not in MODULES:
+        return f"unknown experiment {n!r}: no module {mod!r} (known: {', '.join(MODULES)})"
+    keys = [e.key for e in exps if e.module == mod]
+    near = difflib.get_close_matches(n, keys, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return (f"unknown experiment {n!r} ({hint}{kind} experiments of {mod}: {', '.join(keys) or 'none'}; "
+            f"`papercode list {mod}` describes them)")
 
 # %% ../../../nbs/00_core/lab/10_registry.ipynb #78ef548b
 @dataclass(frozen=True)
@@ -265,14 +281,18 @@ def run_experiment(exp: Experiment,  # what to run
         o = exp.fn(ctx)
         if not isinstance(o, Outcome):
             raise TypeError(f"{exp.key} returned {type(o).__name__}, expected Outcome")
+        secs = time.perf_counter() - t0
+        try:  # results.json must take the row: a bad value is this experiment's error, not the run's
+            json.dumps(_jsonable(dict(details=o.details, table=o.table)))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{exp.key}: Outcome details and table must be JSON-able ({e})") from None
+        figs = [str(save_figure(f, ctx.out / f"{exp.name}_{k}")) for k, f in o.figures.items()]
     except KeyboardInterrupt:
         raise
     except Exception as e:
         tb = traceback.format_exc(limit=-3)
         return Result(**base, ours="—", verdict="error", seconds=time.perf_counter() - t0,
                       error=f"{type(e).__name__}: {e}", details={"traceback": tb})
-    secs = time.perf_counter() - t0
-    figs = [str(save_figure(f, ctx.out / f"{exp.name}_{k}")) for k, f in o.figures.items()]
     return Result(**base, ours=o.ours, verdict=_verdict(o), seconds=secs, converged=o.converged,
                   value=o.value, details=o.details, figures=figs, table=o.table)
 
@@ -368,7 +388,8 @@ def results_table(results: Sequence[Result]) -> str:
         ch = next(c for c in CHAPTERS if c.module == m)
         head = f"== {ch.folder}: {ch.title}" + (f" (arXiv:{ch.arxiv})" if ch.arxiv else "")
         rows = [dict(claim=r.claim, paper=r.paper, ours=r.ours if not r.error else r.error,
-                     scale=r.scale, seed=r.seed, verdict=r.verdict, tol=r.tol,
-                     secs=round(r.seconds, 1)) for r in rs]
+                     scale=r.scale, seed=r.seed, verdict=r.verdict,
+                     converged="—" if r.converged is None else ("yes" if r.converged else "no"),
+                     tol=r.tol, secs=round(r.seconds, 1)) for r in rs]
         out.append(head + "\n" + format_table(rows, widths=dict(claim=38, paper=22, ours=30, tol=22)))
     return "\n\n".join(out)
