@@ -20,20 +20,21 @@ def assert_close(actual,  # computed value: tensor, array or number
                  atol: float = 0.0,  # absolute tolerance
                  msg: str = "",  # prefix of the error message (what is being compared)
                  ) -> None:
-    "Assert `|actual - expected| <= atol + rtol * |expected|` elementwise; NaN never passes."
-    a = torch.as_tensor(np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual),
-                        dtype=torch.float64)
-    e = torch.as_tensor(np.asarray(expected.detach().cpu() if isinstance(expected, torch.Tensor) else expected),
-                        dtype=torch.float64)
+    "Assert `|actual - expected| <= atol + rtol * |expected|` elementwise; NaN never passes, ±inf only matches itself."
+    a, e = (v.detach().cpu() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for v in (actual, expected))
+    dtype = torch.complex128 if a.is_complex() or e.is_complex() else torch.float64  # bf16 has no numpy twin
+    a, e = a.to(dtype), e.to(dtype)
     try:
         a, e = torch.broadcast_tensors(a, e)
     except RuntimeError:
         raise AssertionError(f"{msg}: shapes {tuple(a.shape)} and {tuple(e.shape)} do not broadcast".lstrip(": "))
     err = (a - e).abs()
     bound = atol + rtol * e.abs()
-    bad = ~(err <= bound)  # NaN compares False, so it is bad
+    finite = torch.isfinite(a) & torch.isfinite(e)
+    bad = ~torch.where(finite, err <= bound, a == e)  # NaN compares False, so it is bad
     if bool(bad.any()):
-        i = int(torch.argmax(torch.where(bad, err.nan_to_num(float("inf")) - bound, torch.full_like(err, -1.0))))
+        gap = torch.where(finite, err - bound, torch.full_like(err, float("inf")))
+        i = int(torch.argmax(torch.where(bad, gap, torch.full_like(err, -1.0))))
         idx = tuple(int(v) for v in np.unravel_index(i, tuple(a.shape))) if a.ndim else ()
         av, ev = a.reshape(-1)[i].item(), e.reshape(-1)[i].item()
         rel = abs(av - ev) / abs(ev) if ev != 0 else float("inf")

@@ -56,8 +56,9 @@ def seed_everything(seed: int,  # the run's seed; recorded in every result
                     device: torch.device | str = "cpu",  # device of the returned generator
                     ) -> torch.Generator:
     "Seed `random`, `numpy` and `torch`; return a `torch.Generator` seeded with `seed`."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an integer from 0 to 2**64 - 1 (torch's range), got {seed!r}")
+    device = resolve_device(device)  # a bad device fails here, before any generator is seeded
     random.seed(int(seed)); np.random.seed(int(seed) % 2**32); torch.manual_seed(int(seed))
     return torch.Generator(device=device).manual_seed(int(seed))
 
@@ -103,7 +104,7 @@ def check_weights(w,  # (n,) weights, (B, n) with `batch=True`, or None for unif
                   ) -> torch.Tensor:
     "`w` checked (finite, non-negative, real, n entries, optional total) in `like`'s dtype, or uniform 1/n when None."
     if not is_int(n) or n < 1: raise ValueError(f"n: must be a positive integer number of points, got {n!r}")
-    dtype = like.dtype if like is not None else None
+    dtype = like.dtype if like is not None and like.is_floating_point() else None  # weights of integer points are floats
     device = like.device if like is not None else None
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=dtype or torch.float64, device=device)
@@ -134,8 +135,10 @@ def check_real(name: str,  # the argument's name, used in the error message
                pos: bool = True,  # True: must be > 0; False: must be ≥ 0
                ) -> float:
     "`v` as a float, finite and > 0 (`pos`) or ≥ 0; a ValueError naming `name` otherwise."
-    try: x = None if isinstance(v, (bool, str, bytes)) else float(v)
-    except (TypeError, ValueError, RuntimeError): x = None
+    if isinstance(v, torch.Tensor): odd = v.dtype == torch.bool or v.is_complex()
+    else: odd = isinstance(v, (bool, complex, str, bytes)) or getattr(getattr(v, "dtype", None), "kind", "") in ("b", "c")
+    try: x = None if odd else float(v)  # float() would take True as 1 and drop an imaginary part
+    except (TypeError, ValueError, RuntimeError, OverflowError): x = None
     if x is None or not math.isfinite(x) or (x <= 0 if pos else x < 0):
         raise ValueError(f"{name}: must be a {'positive' if pos else 'non-negative'} finite number, got {v!r}")
     return x

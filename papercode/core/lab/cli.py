@@ -143,11 +143,17 @@ def cmd_run(args, kind: str) -> int:
 def cmd_docs(args) -> int:
     try:
         import sphinx, myst_nb  # noqa: F401  (the docs toolchain, from the dev extra)
-        from papercode.core.lab.site import SiteBuildError, build_site, serve_site
+        from papercode.core.lab.site import SiteBuildError, build_site, serve_site, start_server
     except ImportError as e:
         raise UsageError(f"papercode docs needs the docs toolchain: pip install -e \".[dev]\" ({e})") from None
     root = _project_root()
     out = _check_out(args.out)
+    if args.serve:  # a busy or impossible port is found now, not after a build of minutes
+        try:
+            probe = start_server(out, args.port)
+        except (OSError, ValueError) as e:
+            raise UsageError(str(e)) from None
+        probe.shutdown(); probe.server_close()
     try:
         site = build_site(root, out)
     except SiteBuildError as e:
@@ -157,7 +163,7 @@ def cmd_docs(args) -> int:
     if args.serve:
         try:
             serve_site(site, port=args.port)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise UsageError(str(e)) from None
     return 0
 

@@ -16,10 +16,12 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from base64 import b64encode
 from importlib import resources
 from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 from ..plotting import PLOTLY_MIME
 
@@ -137,8 +139,14 @@ def markdown_output(text: str,  # a `text/markdown` output, e.g. of nbdev's `sho
         lines.append(line); prev = line
     return "\n".join(lines)
 
+_MYST_MIMES = {"text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg", "image/gif",
+               "image/svg+xml", "application/pdf", "application/javascript", "application/vnd.jupyter.widget-view+json"}
+
 def _prepare_output(out: dict) -> dict:
     data = out.get("data") or {}
+    if any(m in _MYST_MIMES for m in data) and not all(m in _MYST_MIMES or m == PLOTLY_MIME for m in data):
+        data = {m: v for m, v in data.items() if m in _MYST_MIMES or m == PLOTLY_MIME}  # myst-nb warns on the rest
+        out = {**out, "data": data}
     if PLOTLY_MIME in data:
         out = dict(out)
         out["data"] = {"text/html": plotly_html(data[PLOTLY_MIME]), "text/plain": data.get("text/plain", "")}
@@ -147,6 +155,19 @@ def _prepare_output(out: dict) -> dict:
         md = data["text/markdown"]
         out["data"] = {**data, "text/markdown": markdown_output("".join(md) if isinstance(md, list) else md)}
     return out
+
+_ATTACHMENT = re.compile(r"attachment:([^)\s\"'<>]+)")
+
+def _inline_attachments(src: str, attachments: dict) -> str:
+    "`src` with each `attachment:name` of a markdown cell written as a `data:` address (Sphinx cannot read attachments)."
+    def sub(m):
+        bundle = attachments.get(unquote(m.group(1)))
+        if not bundle: return m.group(0)
+        mime, data = next(iter(bundle.items()))
+        data = "".join(data) if isinstance(data, list) else data
+        if mime == "image/svg+xml" or not mime.startswith("image/"): data = b64encode(data.encode()).decode()
+        return f"data:{mime};base64,{''.join(data.split())}"
+    return _ATTACHMENT.sub(sub, src)
 
 def prepare_notebook(nb: dict,  # a notebook as parsed JSON (nbformat 4); not modified
                      ) -> dict:
@@ -160,6 +181,7 @@ def prepare_notebook(nb: dict,  # a notebook as parsed JSON (nbformat 4); not mo
             t = None if seen_markdown else title_cell(src)
             seen_markdown = True
             cell["source"] = title_markdown(*t) if t else src
+            if cell.get("attachments"): cell["source"] = _inline_attachments(cell["source"], cell.pop("attachments"))
         elif cell["cell_type"] == "code":
             directives, src = parse_directives(src)
             tags = cell_action(directives)
@@ -332,6 +354,7 @@ def sphinx_config(title: str,  # site title
         nb_merge_streams=True,
         nb_render_markdown_format="myst",  # markdown outputs (show_doc) get the extensions below
         myst_enable_extensions=["dollarmath", "amsmath", "attrs_block", "attrs_inline", "colon_fence"],
+        myst_heading_anchors=6,  # `[text](20_flow.ipynb#a-heading)` links to a heading, as on the Quarto site
         mathjax_path="papercode/mathjax/tex-chtml.js",
         # only Sphinx's delimiters; an undefined macro is a TeX error box (not red text), which the browser test finds
         mathjax3_config={"tex": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
@@ -424,6 +447,12 @@ def write_sources(root: Path,  # checkout folder holding settings.ini, _quarto.y
                                 "source": toctree_markdown(sections)})
         (src / d).parent.mkdir(parents=True, exist_ok=True)
         (src / f"{d}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False), encoding="utf-8")
+    for f in sorted(nbs.rglob("*")):  # images and files the pages link to, at the same relative paths
+        rel = f.relative_to(nbs)
+        if (f.is_file() and f.suffix not in (".ipynb", ".md", ".rst")  # never a second source of pages
+                and not any(part.startswith(("_", ".")) for part in rel.parts)):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, src / rel)
     if "index" not in docs:
         (src / "index.md").write_text(landing_page(cfg.get("title", root.name), cfg.get("description", ""), sections),
                                       encoding="utf-8")
@@ -489,6 +518,8 @@ def start_server(site: Path,  # a built site folder
                  port: int = 0,  # TCP port on 127.0.0.1 (0: any free port)
                  ) -> ThreadingHTTPServer:
     "Serve `site` on 127.0.0.1 from a background thread; `.server_port` is the port, `.shutdown()` stops it."
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port: {port!r} is not a TCP port; choose a --port from 0 to 65535 (0: any free port)")
     try:
         srv = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_Handler, directory=str(site)))
     except OSError as e:
