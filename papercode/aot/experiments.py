@@ -125,7 +125,7 @@ def exp_identities(ctx: RunContext) -> Outcome:
     err = claim_identities(AOTConfig.from_ctx(ctx), ctx.seed)
     ok = all(err[k] <= TOL_IDENTITIES[k] for k in err)
     return Outcome(ours="max errors: " + ", ".join(f"{k} {v:.1e}" for k, v in err.items()), passed=ok,
-                   value=max(err.values()), details=err)
+                   value=max(err.values()), details=err, device="cpu")
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #0136de1e
 def toy_run(cfg: AOTConfig, world: int, loss: str, *, unpaired_data: bool = False, beta: float | None = None,
@@ -261,7 +261,8 @@ def exp_fig1(ctx: RunContext) -> Outcome:
     ok, d = verdict_fig1(r)
     fig = quantile_figure(r["runs"])
     return Outcome(ours=_show(d) + f" ({cfg.seeds} toy worlds, β = {cfg.beta}, {cfg.steps} steps)", passed=ok,
-                   value=d["uaot eps_margins"][0], details={k: list(v) for k, v in d.items()}, figures={"quantiles": fig})
+                   value=d["uaot eps_margins"][0], details={k: list(v) for k, v in d.items()}, figures={"quantiles": fig},
+                   device="cpu")
 
 @experiment("aot", "fig2_batch_and_cost",
             claim="Fig. 2 (toy): a larger sorting batch gives a higher true reward at the same number of steps; the "
@@ -273,7 +274,7 @@ def exp_fig2(ctx: RunContext) -> Outcome:
     cfg = AOTConfig.from_ctx(ctx)
     ok, d = verdict_fig2(claim_fig2(cfg), cfg)
     return Outcome(ours=_show(d) + f" ({cfg.seeds} toy worlds)", passed=ok, value=d[f"b={max(cfg.batches)} - b={min(cfg.batches)}"][0],
-                   details={k: list(v) for k, v in d.items()})
+                   details={k: list(v) for k, v in d.items()}, device="cpu")
 
 @experiment("aot", "fig3_beta",
             claim="Fig. 3 (toy): the true reward falls as β grows (fixed number of steps)",
@@ -283,7 +284,7 @@ def exp_fig3(ctx: RunContext) -> Outcome:
     cfg = AOTConfig.from_ctx(ctx)
     ok, d = verdict_fig3(claim_fig3(cfg))
     return Outcome(ours=_show(d) + f" ({cfg.seeds} toy worlds)", passed=ok, value=list(d.values())[-1][0],
-                   details={k: list(v) for k, v in d.items()})
+                   details={k: list(v) for k, v in d.items()}, device="cpu")
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #f579a8a6
 def _agg(rs, key):
@@ -378,7 +379,7 @@ def exp_lm_sentiment(ctx: RunContext) -> Outcome:
     return Outcome(ours=head + "; ".join(parts) + f"; checks {checks}", passed=ok, value=sm["uaot"]["win"][0],
                    details=dict(summary={m: {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()} for m, s in sm.items()},
                                 checks=checks, seeds=[r.seed for r in runs if r.loss == runs[0].loss]),
-                   figures=dict(lm_scores=lm_figure(runs)))
+                   figures=dict(lm_scores=lm_figure(runs)), device=runs[0].device)
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #cf0ec76a
 def _ot_h(policy, data, kw):
@@ -416,7 +417,7 @@ def exp_rate(ctx: RunContext) -> Outcome:
     v = "; ".join(f"n={n}: {np.mean(x):.2e}" for n, x in r["gap"].items())
     return Outcome(ours=f"slope {m:+.2f} ± {h:.2f}; gap {v} ({cfg.seeds} worlds)",
                    passed=bool(-1.0 <= m - h and m + h <= -0.25), value=m,
-                   details=dict(slopes=r["slopes"], gap={str(k): v for k, v in r["gap"].items()}))
+                   details=dict(slopes=r["slopes"], gap={str(k): v for k, v in r["gap"].items()}), device="cpu")
 
 # %% ../../nbs/05_aot/90_experiments.ipynb #897bcfe1
 def _words(g, n, lo, hi):

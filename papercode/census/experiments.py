@@ -152,7 +152,7 @@ def exp_exact(ctx: RunContext) -> Outcome:
     g65 = r["graphs"]["6,5"]
     return Outcome(ours=f"P = {r['p'][0]:.4f} / {r['p'][1]:.4f}; share of the 0.8 solution: {ps}; "
                         f"(6,5) multigraphs: DP {g65['dp']}" + (f", CP-SAT {g65['cpsat']}" if "cpsat" in g65 else ""),
-                   passed=ok, value=min(s["pvalue"] for s in r["samplers"].values()), details=r)
+                   passed=ok, value=min(s["pvalue"] for s in r["samplers"].values()), details=r, device="cpu")
 
 # %% ../../nbs/08_census/90_experiments.ipynb #20c19189
 def x3c_instance(q: int, m: int, rng, plant: bool):
@@ -223,7 +223,7 @@ def exp_hardness(ctx: RunContext) -> Outcome:
                         f"blocks solved, coverage {r['coverage']:.3f}, median {1000 * r['seconds']['median']:.1f} ms, "
                         f"max {r['seconds']['max']:.2f} s per block, CCDF slope {r['ccdf_slope']:.2f}",
                    passed=x["agree"] == x["n"], value=r["coverage"], details={k: v for k, v in r.items() if k != "n_solutions"},
-                   figures={"ccdf": _ccdf_plot(r)})
+                   figures={"ccdf": _ccdf_plot(r)}, device="cpu")
 
 # %% ../../nbs/08_census/90_experiments.ipynb #4541b733
 def _stationary_err(cm):
@@ -305,7 +305,7 @@ def exp_chains(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"balance error {max(r['stationary_err'], r['simple_err']):.1e}; 6-cycle gap k=2 {g2:.1e}, "
                         f"k=3 {g3:.3f}; p_γ toy {r['density']['toy'][0]:.3f} → {r['density']['toy'][-1]:.3f} (γ 0 → 1.2); "
                         f"simulation p = {r['sim_pvalue']:.2f}; {b}",
-                   passed=ok, value=g3, details=r, figures={"chain_lab": chain_lab_figure()})
+                   passed=ok, value=g3, details=r, figures={"chain_lab": chain_lab_figure()}, device="cpu")
 
 # %% ../../nbs/08_census/90_experiments.ipynb #32d787b8
 def claim_closeness(cfg: CensusConfig, seed: int = 0) -> dict:
@@ -355,7 +355,7 @@ def exp_closeness(ctx: RunContext) -> Outcome:
                         f"({a['size_adj_pums']:.3f}) after re-weighting; mixed-race {b['mixed_race']:.3f} → {a['mixed_race']:.3f} "
                         f"(truth {r['truth']['mixed_race']:.3f}); levels {r['level_share']}; drawn exactly from P_b: "
                         f"{r['exact_share']:.3f} of solved blocks ({r['unsolved']} unsolved)",
-                   passed=ok, value=b["tvd_truth"], details=r)
+                   passed=ok, value=b["tvd_truth"], details=r, device="cpu")
 
 # %% ../../nbs/08_census/90_experiments.ipynb #6875651a
 def _adult_hist(households, top: int = 4) -> np.ndarray:
@@ -492,7 +492,7 @@ def bench(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"median time ratio CP-SAT / DP over the {len(r['rows']) - len(r['unfinished'])} blocks where both finish: "
                         f"law (count or enumerate) {r['median_law_ratio']:.2f}x, law + {CensusConfig.from_ctx(ctx).bench_draws} "
                         f"draws {r['median_ratio']:.2f}x; by |X_b| (blocks): {sizes}{late}; max law TVD {r['max_law_tvd']:.1e}",
-                   value=r["median_ratio"], details=r, table=r["rows"])
+                   value=r["median_ratio"], details=r, table=r["rows"], device="cpu")
 
 # %% ../../nbs/08_census/90_experiments.ipynb #d301f574
 def bench_pipeline(cfg: CensusConfig, seed: int = 0) -> dict:
@@ -533,5 +533,5 @@ def bench_pipe(ctx: RunContext) -> Outcome:
                         f"time CP-SAT {c['fallback_seconds']:.1f} s vs HiGHS {h['fallback_seconds']:.1f} s "
                         f"({r['speedup']:.2f}x); solved {c['solved']:.3f} vs {h['solved']:.3f}, drawn exactly "
                         f"{c['exact']:.3f} vs {h['exact']:.3f} (DP only: solved {by['none']['solved']:.3f})",
-                   value=r["speedup"], details=r, table=r["rows"])
+                   value=r["speedup"], details=r, table=r["rows"], device="cpu")
 

@@ -94,7 +94,7 @@ def eps_to_exact(ctx: RunContext) -> Outcome:
     fig = _eps_figure(epss, vals, exact)
     return Outcome(ours=f"{'monotone' if mono else 'NOT monotone'}; gap {gap:.2%} at eps={epss[-1]}",
                    passed=mono and 0 <= gap <= 0.01, value=gap, converged=conv,
-                   details=dict(eps=epss, values=vals, exact=exact), figures={"eps_to_exact": fig})
+                   details=dict(eps=epss, values=vals, exact=exact), figures={"eps_to_exact": fig}, device="cpu")
 
 def _eps_figure(epss, vals, exact):
     with figure(figsize=(4.5, 2.8)) as (fig, ax):
@@ -121,7 +121,7 @@ def ot1d_exact(ctx: RunContext) -> Outcome:
         worst = max(worst, abs(ot_1d(x, y, a, b, p=p).value.item() - ref) / ref)
     w1 = scipy.stats.wasserstein_distance(x.numpy(), y.numpy(), a.numpy(), b.numpy())
     worst = max(worst, abs(ot_1d(x, y, a, b, p=1).value.item() - w1) / w1)
-    return Outcome(ours=f"max rel diff {worst:.1e}", passed=worst <= 1e-9, value=worst)
+    return Outcome(ours=f"max rel diff {worst:.1e}", passed=worst <= 1e-9, value=worst, device="cpu")
 
 # %% ../../nbs/00_core/90_experiments.ipynb #8d0ffa54
 @experiment("core", "assignment_exact",
@@ -143,7 +143,7 @@ def assignment_exact(ctx: RunContext) -> Outcome:
         worst = max(worst, abs(r.cost - ref) / abs(ref)); certified = certified and bool(r.optimal)
         methods.append(r.method); prev = r
     return Outcome(ours=f"max rel diff {worst:.1e}, certified {certified}, steps {'/'.join(methods)}",
-                   passed=worst <= 1e-9 and certified, value=worst, details=dict(methods=methods))
+                   passed=worst <= 1e-9 and certified, value=worst, details=dict(methods=methods), device="cpu")
 
 # %% ../../nbs/00_core/90_experiments.ipynb #c4135474
 def peak_rss_sinkhorn(n: int,  # points per cloud (n = m)
@@ -168,7 +168,7 @@ def online_memory(ctx: RunContext) -> Outcome:
     dense_mb = 4 * n2 * n2 / 2**20
     return Outcome(ours=f"peak +{p1:.0f} MB at n={n1}, +{p2:.0f} MB at n={n2} (dense C: {dense_mb:.0f} MB)",
                    passed=(p2 - p1) < 0.05 * dense_mb, value=p2 - p1,
-                   details=dict(n=[n1, n2], peak_mb=[p1, p2], dense_mb=dense_mb))
+                   details=dict(n=[n1, n2], peak_mb=[p1, p2], dense_mb=dense_mb), device="cpu")
 
 # %% ../../nbs/00_core/90_experiments.ipynb #d198781a
 @benchmark("core", "sinkhorn",
@@ -180,4 +180,4 @@ def bench_sinkhorn(ctx: RunContext) -> Outcome:
         rows += compare(B, n, d, seed=ctx.seed, max_B=caps(n))
     key = next((r for r in rows if r["B"] == 32 and r["n"] == 1024 and r["d"] == 2 and r["method"] == "pot-loop"), None)
     ours = f"pot-loop / ours-dense at B=32, n=1024: {key['vs_ours']:.1f}x" if key and key.get("vs_ours") else "see table"
-    return Outcome(ours=ours, table=format_rows(rows), details=dict(rows=rows))
+    return Outcome(ours=ours, table=format_rows(rows), details=dict(rows=rows), device="cpu")

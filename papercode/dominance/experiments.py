@@ -140,7 +140,7 @@ def exp_fig1(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"mean gap λ-sweep {sweep(gl)}; β-sweep {sweep(gb)} ({cfg.fig1_reps} reps)", passed=ok,
                    value=float(max(gl[-1], gb[-1])), converged=res["converged"],
                    details=dict(lams=cfg.fig1_lams, betas=cfg.fig1_betas, gap_lam=gl, gap_beta=gb, **means),
-                   figures={"fig1_convergence": _fig1_plot(res, cfg)})
+                   figures={"fig1_convergence": _fig1_plot(res, cfg)}, device="cpu")
 
 # %% ../../nbs/04_dominance/90_experiments.ipynb #c7aac04e
 def _sim_models(g, n, d, deltas, rho=0.5):
@@ -227,7 +227,7 @@ def exp_fig2(ctx: RunContext) -> Outcome:
                         f"(limit {t1['upper']:.3f})",
                    passed=dec and t1["rate"] <= t1["upper"], value=t1["rate"],
                    converged=all(r["converged"] for r in rows), details=dict(rows=rows, type1=t1),
-                   figures={"fig2_errors": _fig2_plot(rows)})
+                   figures={"fig2_errors": _fig2_plot(rows)}, device="cpu")
 
 # %% ../../nbs/04_dominance/90_experiments.ipynb #7c6a7aa4
 def _clt_pair(g, **kw):
@@ -255,7 +255,7 @@ def exp_clt(ctx: RunContext) -> Outcome:
     rb, rp = r["boot_sd"] / r["mc_sd"], r["plugin_sd"] / r["mc_sd"]
     return Outcome(ours=f"MC {r['mc_sd']:.4f}, bootstrap {r['boot_sd']:.4f} ({rb:.2f}x), "
                         f"plug-in {r['plugin_sd']:.4f} ({rp:.2f}x)",
-                   passed=abs(rb - 1) < 0.25 and abs(rp - 1) < 0.25, value=max(abs(rb - 1), abs(rp - 1)), details=r)
+                   passed=abs(rb - 1) < 0.25 and abs(rp - 1) < 0.25, value=max(abs(rb - 1), abs(rp - 1)), details=r, device="cpu")
 
 def coverage(cfg: DominanceConfig, seed: int = 0) -> dict:
     "Coverage of ε̂ ± 1.96 se (bootstrap and plug-in) for the large-sample entropic ratio (claim 3b)."
@@ -276,7 +276,7 @@ def exp_coverage(ctx: RunContext) -> Outcome:
     r = coverage(cfg, ctx.seed)
     return Outcome(ours=f"coverage bootstrap {r['boot']:.3f}, plug-in {r['plugin']:.3f} over {r['reps']} reps "
                         f"(truth {r['truth']:.4f} from n={cfg.cov_truth_n})",
-                   passed=None if ctx.tiny else bool(0.88 <= r["boot"] <= 0.99), value=r["boot"], details=r)
+                   passed=None if ctx.tiny else bool(0.88 <= r["boot"] <= 0.99), value=r["boot"], details=r, device="cpu")
 
 # %% ../../nbs/04_dominance/90_experiments.ipynb #2084bedb
 def copula_portfolio(S,  # (n, k, d) scores, larger is better in every metric
@@ -449,7 +449,7 @@ def _tau_outcome(res, seed) -> Outcome:
                seed=seed, device="cpu")
     return Outcome(ours=ours, passed=not groups["tied with"] and not groups["behind"],
                    value=s["multivariate (Borda)"]["point"], converged=res["converged"], details=det,
-                   figures={_tau_figure_key(res["table"]): _tau_plot(res)})
+                   figures={_tau_figure_key(res["table"]): _tau_plot(res)}, device="cpu")
 
 def _tau_figure_key(table):
     return "alpacaeval_tau" if table == "embedding" else f"alpacaeval_tau_{table}"
@@ -561,5 +561,5 @@ def bench(ctx: RunContext) -> Outcome:
                         f"POT loop {x(loop)} (max |d ratio| {loop['max_abs_diff']:.1e}), "
                         f"POT kernel-domain loop {x(kern)} ({kern['max_abs_diff']:.1e}), "
                         f"POT batch {x(batch)} ({batch['max_abs_diff']:.1e})",
-                   table=r["rows"], details=dict(device=device_info(ctx.device), **{k: v for k, v in r.items()
-                                                                                     if k != "rows"}))
+                   table=r["rows"], details=dict(device=device_info(torch.device("cpu")), **{k: v for k, v in r.items()
+                                                                                     if k != "rows"}), device="cpu")

@@ -96,7 +96,7 @@ def jko_velocity(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"slope {slope:.3f}, error {errs[-1]:.1e} at tau={taus[-1]:.0e}; "
                         f"unaligned jump >= {min(jumps):.2f}",
                    passed=ok, value=slope, converged=conv, details=dict(taus=taus, errors=errs, unaligned_jumps=jumps),
-                   figures={"R1": _velocity_figure(taus, errs, jumps)})
+                   figures={"R1": _velocity_figure(taus, errs, jumps)}, device="cpu")
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #0873d17d
 def _sym_cloud(g, m, scale):
@@ -135,7 +135,7 @@ def potential_flow(ctx: RunContext) -> Outcome:
     worst = max(ei, ew)
     return Outcome(ours=f"max rel. error IGW {ei:.1e}, W2 {ew:.1e} (t* = {t_star:.2f})", passed=worst <= 1e-2,
                    value=worst, details=dict(igw_error=ei, w2_error=ew, t_star=t_star),
-                   figures={"R2": _eigen_figure(fw, fi, lam0)})
+                   figures={"R2": _eigen_figure(fw, fi, lam0)}, device="cpu")
 
 def _w2_moment_ode(S0, S, T=4.0, steps=4000):
     "Σ(T) of the W2 flow of second-moment matching, dΣ/dt = -2(Σ - S)Σ, by RK4."
@@ -178,7 +178,7 @@ def moment_matching(ctx: RunContext) -> Outcome:
                    value=worst, details=dict(igw_error=err, w2_error=errw,
                                              final_diag=torch.diagonal(f.Sigma[-1]).tolist(),
                                              predicted_diag=torch.diagonal(pred[-1]).tolist()),
-                   figures={"R3": _relaxation_figure(fw, f, S0, S)})
+                   figures={"R3": _relaxation_figure(fw, f, S0, S)}, device="cpu")
 
 @experiment("igw", "linear_target_flow",
             claim="IGW flow of 1/2 IGW^2 to a rotated, stretched linear image: F(t) = e^{-2t} F(0), no rotation",
@@ -195,7 +195,7 @@ def linear_target_flow(ctx: RunContext) -> Outcome:
     am = f.angular_momentum.max().item()
     return Outcome(ours=f"max rel. error of F(t) {err:.1e}; max angular momentum {am:.1e}",
                    passed=err <= 1e-2 and am <= 1e-10, value=err,
-                   details=dict(times=f.times.tolist(), F=f.values.tolist()))
+                   details=dict(times=f.times.tolist(), F=f.values.tolist()), device="cpu")
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #f55aac05
 def _snapshots_figure(rows, color, figsize, background=None):
@@ -272,7 +272,7 @@ def global_flow(ctx: RunContext) -> Outcome:
                         f"{Ls(lambda k: '| W2 | ½' in k):.0e}, W2·MMD² "
                         f"{min(c(tn, 'W2', 'MMD²')['max_L'] for tn in targets):.2f} or more",
                    passed=ok, value=c("linear", "W2", "½IGW²")["tearing"], details=cells,
-                   figures={"R4": fig, "R4_gaussian": fig_g, "R4_interactive": inter})
+                   figures={"R4": fig, "R4_gaussian": fig_g, "R4_interactive": inter}, device="cpu")
 
 @experiment("igw", "global_interpolation",
             claim="Interpolating a shape to a rotated, stretched copy, like with like: towards the same rotation-aligned "
@@ -308,7 +308,7 @@ def global_interpolation(ctx: RunContext) -> Outcome:
                         f"{d['mccann_aligned']['max_L']:.0e}; reported, not judged: McCann to the rotated copy "
                         f"Gram error {d['mccann_rotated']['gram_error']:.2f}, |L| {d['mccann_rotated']['max_L']:.2f}",
                    passed=ok, value=d["mccann_aligned"]["gram_error"], details=d,
-                   figures={"R5": fig, "R5_interactive": inter})
+                   figures={"R5": fig, "R5_interactive": inter}, device="cpu")
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #e5e3dd2a
 @experiment("igw", "action_igw2",
@@ -339,7 +339,7 @@ def action_igw2(ctx: RunContext) -> Outcome:
                         f"midpoint {max(map(abs, mid)):.0e}; reported, not judged: least action / IGW² = {ratio:.3f} "
                         "for an unrelated pair",
                    passed=ok, value=left[-1],
-                   details=dict(K=list(Ks), left=left, midpoint=mid, least_action_ratio=ratio))
+                   details=dict(K=list(Ks), left=left, midpoint=mid, least_action_ratio=ratio), device="cpu")
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #841513cb
 def _pot_gw2(X, Y):
@@ -378,7 +378,7 @@ def solver_exact(ctx: RunContext) -> Outcome:
         pot_above += _pot_gw2(X, Y) > best + 1e-9
     return Outcome(ours=f"{R - miss}/{R} optimal (POT's local solver above the optimum on {pot_above}/{R})",
                    passed=miss == 0, value=float(miss),
-                   details=dict(instances=R, misses=int(miss), pot_above=int(pot_above)))
+                   details=dict(instances=R, misses=int(miss), pot_above=int(pot_above)), device="cpu")
 
 @experiment("igw", "solver_vs_pot",
             claim="igw's objective is never worse than POT's gromov_wasserstein2 on any instance "
@@ -406,7 +406,7 @@ def solver_vs_pot(ctx: RunContext) -> Outcome:
     worst = max(r["worst"] for r in rows.values())
     ours = "; ".join(f"{k}: better {v['ours_better']}, tie {v['ties']}, worse {v['ours_worse']} of 20, mean "
                      f"{v['mean']:+.2e} [{v['ci95'][0]:+.2e}, {v['ci95'][1]:+.2e}]" for k, v in rows.items())
-    return Outcome(ours=ours, passed=ok, value=worst, details=rows)
+    return Outcome(ours=ours, passed=ok, value=worst, details=rows, device="cpu")
 
 # %% ../../nbs/01_igw/90_experiments.ipynb #ad8a8377
 @benchmark("igw", "solver",
@@ -427,4 +427,4 @@ def bench_solver(ctx: RunContext) -> Outcome:
                      for r in top)
     return Outcome(ours=f"n={max(ns)}, default starts: {ours}; entropic n={big['n']}: +{big['peak_mb']:.0f} MB peak "
                         f"(dense Grams {big['dense_gram_mb']} MB), {big['seconds']} s, converged {big['converged']}",
-                   table=rows, details=dict(rows=rows))
+                   table=rows, details=dict(rows=rows), device="cpu")

@@ -140,7 +140,7 @@ def exp_linear(ctx: RunContext) -> Outcome:
                         f"{100 * o['rel_err_mean_LA']:.2f} %), E L_B/total {o['ratio_B']:.4f}, P(L_B < L_A) = {o['p_B_wins']:.3f}; "
                         f"rank-r inputs: L_B/total ≤ {o['low_rank_LB_max']:.0e}; isotropic: E(L_B − L_A)/total = {dm:+.4f} [{dlo:+.4f}, {dhi:+.4f}]",
                    passed=o["passed"], value=o["p_B_wins"], details=o,
-                   figures={"asymmetry_explorer": asymmetry_figure(cfg.r, seed=ctx.seed + 105)})
+                   figures={"asymmetry_explorer": asymmetry_figure(cfg.r, seed=ctx.seed + 105)}, device="cpu")
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #d8dbafe3
 FT_CONFIGS = (("AB", 1, None), ("B", 1, None), ("A", 1, None), ("B", 2, None), ("A", 1, "kaiming"), ("lorafa", 1, None))
@@ -197,7 +197,7 @@ def exp_finetune_labels(ctx: RunContext) -> Outcome:
     cfg = AsymConfig.from_ctx(ctx)
     o = claim_finetune(cfg, "permute", ctx.seed)
     return Outcome(ours=f"digits MLP, {cfg.seeds} seeds, {cfg.steps} steps: " + _fmt_ft(o), passed=o["holds"],
-                   value=o["comparisons"]["B − A (r)"][0], details=o, converged=True)
+                   value=o["comparisons"]["B − A (r)"][0], details=o, converged=True, device="cpu")
 
 @experiment("lora_asymmetry", "finetune_pixels", claim=_FT_CLAIM + " — on inverted pixels (an input shift)",
             paper=_FT_PAPER, tol=_FT_TOL)
@@ -206,7 +206,7 @@ def exp_finetune_pixels(ctx: RunContext) -> Outcome:
     cfg = AsymConfig.from_ctx(ctx)
     o = claim_finetune(cfg, "invert", ctx.seed)
     return Outcome(ours=f"digits MLP, {cfg.seeds} seeds, {cfg.steps} steps: " + _fmt_ft(o), passed=o["holds"],
-                   value=o["comparisons"]["B − A (r)"][0], details=o, converged=True)
+                   value=o["comparisons"]["B − A (r)"][0], details=o, converged=True, device="cpu")
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #903a9a5e
 def rank_sweep(cfg: AsymConfig, ranks=(1, 2, 4, 8, 16), modes=("AB", "B", "A"), seeds: int = 2, lr: float = 1e-2,
@@ -277,7 +277,7 @@ def exp_ood(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"train on rotated digits ({cfg.ood_n_train} images, {cfg.seeds} seeds): gap {f(o['gap'])}; "
                         f"test {f(o['test'])}; mean accuracy on the other environments {f(o['ood'])}; "
                         f"gap(B) − gap(AB) = {m:+.3f} [{lo:+.3f}, {hi:+.3f}]",
-                   passed=o["passed"], value=m, details=o)
+                   passed=o["passed"], value=m, details=o, device="cpu")
 
 # %% ../../nbs/09_lora_asymmetry/90_experiments.ipynb #4cf8c516
 def claim_similarity(cfg: AsymConfig, seed: int = 0) -> dict:
@@ -316,7 +316,7 @@ def exp_similarity(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"fc2, r = {cfg.r_ft}, {cfg.sim_tasks} tasks × {cfg.sim_seeds} inits: A same init {f('A_same_init')} vs same task "
                         f"{f('A_same_task')}; B same task {f('B_same_task')} vs same init {f('B_same_init')} (random {o['random']:.3f}); "
                         f"ranges {'separated' if o['separated'] else 'overlap'}", passed=o["passed"], details=o,
-                   figures={"similarity": similarity_figure(o)})
+                   figures={"similarity": similarity_figure(o)}, device="cpu")
 
 def similarity_figure(o: dict):
     "Fig. 1 analogue: pairwise subspace similarity of the trained A's and B's, runs ordered by task then initialisation."
@@ -361,7 +361,7 @@ def exp_bound(ctx: RunContext) -> Outcome:
     b = ", ".join(f"n={n}: {v:.1f}" for n, v in o["bounds"].items())
     return Outcome(ours=f"bound identity error {o['equal_err']:.0e}, n^-1/2 error {o['scaling_err']:.0e}; measured gaps {g}; "
                         f"bound (σ = 1/2, 32 bits, AB r={cfg.r_ft}) {b} (vacuous)", passed=o["passed"], details=o,
-                   figures={"bound": bound_figure(o, cfg.r_ft)})
+                   figures={"bound": bound_figure(o, cfg.r_ft)}, device="cpu")
 
 def bound_figure(o: dict, r: int):
     "Measured generalization gaps (mean and interval over seeds) per mode against n, with the bound's n^(-1/2) curve."

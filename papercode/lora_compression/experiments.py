@@ -111,7 +111,8 @@ def exp_oracles(ctx: RunContext) -> Outcome:
     res = theory_oracles(ctx.seed)
     worst = max(res.values())
     return Outcome(ours=f"{len(res)} oracles, largest deviation {worst:.1e} ({max(res, key=res.get)})",
-                   passed=worst <= 1e-8, value=worst, converged=None, details=res)  # exactness checks: some fits stop after one sweep on purpose
+                   passed=worst <= 1e-8, value=worst, device="cpu",
+                   converged=None, details=res)  # exactness checks: some fits stop after one sweep on purpose
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #898f8373
 def _budget_rank(n, d_sum, budget, per, k=1):
@@ -232,7 +233,7 @@ def exp_curves(ctx: RunContext) -> Outcome:
                    fits_converged=f"{sum(cv['converged'])}/{len(cv['converged'])}")  # within their sweep budgets
     return Outcome(ours=ours, passed=mono_r and grows_n and mono_k, value=float(last), converged=all(cv["converged"]),
                    details=details,
-                   figures={"error_curves": _curves_plot(cv, cfg), "explorer": _explorer(cv, cfg)})
+                   figures={"error_curves": _curves_plot(cv, cfg), "explorer": _explorer(cv, cfg)}, device="cpu")
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #2f7b37fe
 def _setting(suite, acc, comp, rank, k, err, ari):
@@ -307,7 +308,7 @@ def exp_perf(ctx: RunContext) -> Outcome:
     details = dict(settings=res["settings"], threshold=thr, share=share, n_below=len(below),
                    acc=res["acc"].mean().item())
     return Outcome(ours=ours, passed=share >= 0.95, value=share, converged=None, details=details,
-                   figures={"performance_kept": _perf_plot(res)})
+                   figures={"performance_kept": _perf_plot(res)}, device="cpu")
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #4610c57c
 LM_SIZES = dict(
@@ -385,7 +386,7 @@ def perf_lm_outcome(sizes: dict,  # one of `LM_SIZES`
                    base_token_accuracy=res["base"].token_accuracy.tolist(), loss_first=res["losses"][0],
                    loss_last=float(sum(res["losses"][-20:]) / len(res["losses"][-20:])), seconds=res["seconds"])
     return Outcome(ours=ours, passed=share >= 0.95 if below else None, value=share, converged=None, details=details,
-                   figures={"performance_kept_lm": _perf_plot(res, "token accuracy")})
+                   figures={"performance_kept_lm": _perf_plot(res, "token accuracy")}, device=res["device"])
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #61b1b220
 def _serve(cfg, seed, zipf=0.0):
@@ -447,7 +448,7 @@ def exp_serving(ctx: RunContext) -> Outcome:
     if ctx.tiny: ours += "; tiny scale: reported, not judged (load-dependent timing; run --scale paper)"
     passed = None if ctx.tiny else (nmax >= 1000 and f["jd"] >= 0.75)
     return Outcome(ours=ours, passed=passed, value=f["jd"], table=tab, details=dict(fractions=f),
-                   figures={"serving": _serve_plot(cv)})
+                   figures={"serving": _serve_plot(cv)}, device="cpu")
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #10be475b
 @benchmark("lora_compression", "serving",
@@ -457,7 +458,7 @@ def exp_serving(ctx: RunContext) -> Outcome:
 def bench_serving_policies(ctx: RunContext) -> Outcome:
     tab = _serve_table(_serve(Config.tiny(), ctx.seed))
     jd = [r for r in tab if r["policy"] == "jd"]
-    return Outcome(ours=f"JD / single at n = {jd[-1]['n_adapters']}: {jd[-1]['fraction_of_single']:.2f}", table=tab)
+    return Outcome(ours=f"JD / single at n = {jd[-1]['n_adapters']}: {jd[-1]['fraction_of_single']:.2f}", table=tab, device="cpu")
 
 # %% ../../nbs/02_lora_compression/90_experiments.ipynb #4f521e80
 TINY_SERVING = dict(config=dict(vocab_size=256, hidden_size=256, intermediate_size=512, num_hidden_layers=2,

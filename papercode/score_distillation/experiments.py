@@ -99,7 +99,7 @@ def claim_cached(cfg: SDConfig, seed: int = 0) -> dict:
 def exp_cached(ctx: RunContext) -> Outcome:
     r = claim_cached(SDConfig.from_ctx(ctx), ctx.seed)
     return Outcome(ours="; ".join(f"{k}: {v:.1e}" for k, v in r.items()), passed=max(r.values()) <= 1e-10,
-                   value=max(r.values()), details=r)
+                   value=max(r.values()), details=r, device="cpu")
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #4e6a50e8
 def claim_sds_variance(cfg: SDConfig, seed: int = 0) -> dict:
@@ -142,7 +142,8 @@ def exp_sds_variance(ctx: RunContext) -> Outcome:
     r = claim_sds_variance(SDConfig.from_ctx(ctx), ctx.seed)
     s = "; ".join(f"λ={x['lam']:g}: SDS η=1 {x['sds1.0']:.3f} (exact {x['sds1.0_exact']:.3f}), η=0.3 {x['sds0.3']:.3f}, "
                   f"DDIM {x['ddim']:.3f} (closed form {x['ddim_exact']:.3f}), cached {x['cached']:.3f}" for x in r["rows"])
-    return Outcome(ours="variance / data variance: " + s, passed=_sds_ok(r["rows"]), value=r["rows"][0]["sds1.0"], details=r)
+    return Outcome(ours="variance / data variance: " + s, passed=_sds_ok(r["rows"]), value=r["rows"][0]["sds1.0"], details=r,
+                   device="cpu")
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #8260582b
 ERR_TS = (999, 799, 599, 380, 180, 80)
@@ -260,7 +261,7 @@ def exp_inversion(ctx: RunContext) -> Outcome:
     return Outcome(ours=f"κ_inv/κ*: {rt}. Variance without entropy: {max(v for k, v in r['var'].items() if k.endswith(',0')):.1e}; "
                         f"V/(h²λ) = {ent}. γ_inv = 7.5 vs −7.5: {dv}. Checks: {c}",
                    passed=all(c.values()), value=r["ratio"][0.5]["fine"], details=dict(r, checks=c),
-                   figures={"error_curves": error_curve_figure(r["curves"])})
+                   figures={"error_curves": error_curve_figure(r["curves"])}, device="cpu")
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #53d77192
 def _inv_errors(net, S, lab, d, n, gf, gi, eta, seed):
@@ -307,7 +308,7 @@ def exp_n_inv(ctx: RunContext) -> Outcome:
                   **{f"t={t}": round(v, 2) for t, v in zip((0.3, 0.5, 0.7, 0.9), x["by_t"])}, ms=round(x["ms"], 2))
              for name, rows_ in r["settings"].items() for x in rows_]
     return Outcome(ours="eq. (8) error by n_inv — " + txt, passed=None, value=by[10]["error"], details=dict(r, ten_below_one=bool(lower)),
-                   table=table)
+                   table=table, device="cpu")
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #bf6934ce
 METHODS = {"DDIM (50 steps)": None, "SDS γ = 7.5": dict(noise="sds", gamma=7.5), "SDS γ = 100": dict(noise="sds", gamma=100.0),
@@ -412,7 +413,7 @@ def exp_digits(ctx: RunContext) -> Outcome:
     return Outcome(ours=txt + ". " + vt, passed=bool(ok), value=s["w2"][0],
                    details=dict(summary=r["summary"], voxel=r["voxel"], per_seed=r["per_seed"], diverged=r["diverged"],
                                 voxel_diverged=r["voxel_diverged"]), table=table,
-                   figures={"digits_slider": digits_slider_figure(r["frames"])})
+                   figures={"digits_slider": digits_slider_figure(r["frames"])}, device="cpu")
 
 # %% ../../nbs/07_score_distillation/90_experiments.ipynb #a7eae694
 def gmm_particles_figure(n: int = 256, iters: int = 200, seed: int = 0):

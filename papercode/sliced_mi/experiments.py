@@ -80,7 +80,7 @@ def exp_gaussian_mean(ctx: RunContext) -> Outcome:
                    passed=bool(ok), value=r.gen, converged=None,
                    details=dict(gen=r.gen, gen_se=r.gen_se, gen_exact=r.gen_exact, gen_full=f.gen, gen_full_se=f.gen_se,
                                 mi=r.mi_gauss, mi_exact=r.mi_exact, reps=cfg.mean_reps),
-                   figures=dict(gaussian_mean=gaussian_mean_figure(seed=ctx.seed + 102)))
+                   figures=dict(gaussian_mean=gaussian_mean_figure(seed=ctx.seed + 102)), device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #ac9b806a
 # The headline settings (even/odd at d = 20, K = 16; ten classes at d = 100, K = 16; grid radius 8) were chosen by
@@ -149,7 +149,7 @@ def exp_digits(ctx: RunContext) -> Outcome:
                         f"both pay log2 {sel['candidates']} = {sel['bits']:.2f} bits for the choice of the settings "
                         f"(bound +{sel['increase']['parity']:.3f} / +{sel['increase']['ten']:.3f})",
                    passed=bool(ok), value=p["risk_bound"], converged=p["converged"] and t["converged"], details=r,
-                   figures=dict(bound_explorer=bound_explorer(r)))
+                   figures=dict(bound_explorer=bound_explorer(r)), device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #5938b896
 @experiment("sliced_mi", "d_not_D",
@@ -167,7 +167,7 @@ def exp_d_not_D(ctx: RunContext) -> Outcome:
     ok = all(x["bound"] < 0.5 and abs(x["bound"] - rows[0]["bound"]) <= 0.08 and x["full_space_bound"] > 1 for x in rows)
     return Outcome(ours="; ".join(f"D = {x['D']}: bound {x['bound']:.3f} (full space {x['full_space_bound']:.1f})" for x in rows),
                    passed=bool(ok), value=rows[-1]["bound"], converged=all(x["converged"] for x in rows), details=dict(rows=rows),
-                   table=rows)
+                   table=rows, device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #d1745f04
 def regression_mi(X,  # (n, D) fixed design
@@ -218,7 +218,7 @@ def exp_sliced_vs_full(ctx: RunContext) -> Outcome:
                         f"{draws} subspaces): {fmt('regression')} (exact d/D 0.125, 0.25, 0.5, 1); closed form "
                         f"{cf:.4f} vs Monte Carlo {mc:.4f} nats (d = 3, {reps} training sets)",
                    passed=bool(ok), details=dict(rows=rows, full=full, full_regression=full_r, mc=mc, closed_form=cf,
-                                                 reps=reps), table=rows)
+                                                 reps=reps), table=rows, device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #f3bd1127
 def network_design(n: int = 20,  # inputs
@@ -292,7 +292,7 @@ def exp_network_mi(ctx: RunContext) -> Outcome:
                         f"full space: lower bound {fu['lower']:.3f} nats, gap {fu['gap']:.3f}"
                         f"{'' if fu['converged'] else ' (not converged: the loss still falls)'}; checks {o['checks']}",
                    passed=o["passed"], converged=all(x["converged"] for x in sl), details=o, table=rows,
-                   figures=dict(network_mi=network_mi_figure(rows)))
+                   figures=dict(network_mi=network_mi_figure(rows)), device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #b9994ed7
 @experiment("sliced_mi", "regularizer",
@@ -310,7 +310,7 @@ def exp_regularizer(ctx: RunContext) -> Outcome:
              for a, b in zip(rows, rows[1:]))
     return Outcome(ours="; ".join(f"λ = {x['lam']:g}: train {x['train_loss']:.3f}, distortion {x['distortion']:.3f}, "
                                   f"bound {x['bound']:.2f}, clipped {x['clipped']}" for x in rows) + " (loss range 2.40)",
-                   passed=bool(ok), converged=all(x["converged"] for x in rows), details=dict(rows=rows), table=rows)
+                   passed=bool(ok), converged=all(x["converged"] for x in rows), details=dict(rows=rows), table=rows, device="cpu")
 
 # %% ../../nbs/06_sliced_mi/90_experiments.ipynb #b800824d
 def _time(fn, reps=5):
@@ -347,4 +347,4 @@ def bench(ctx: RunContext) -> Outcome:
     best = max((x for x in r["rows"] if x["kind"] == "fastfood" and x["ratio"]), key=lambda x: x["D"], default=None)
     return Outcome(ours=f"Fastfood vs dense at D = {best['D']}, d = {best['d']}: {best['ratio']}x faster; crossover D = "
                         f"{r['crossover_D']}; {r['machine']}" if best else "no dense baseline fitted in memory",
-                   value=best["ratio"] if best else None, details=r, table=r["rows"])
+                   value=best["ratio"] if best else None, details=r, table=r["rows"], device="cpu")

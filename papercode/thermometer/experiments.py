@@ -110,7 +110,7 @@ def ts_accuracy_stationarity(ctx: RunContext) -> Outcome:
     return Outcome(ours=(f"arg-max {'unchanged' if same else 'CHANGED'}; max |L'| {worst_grad:.1e}; T_fit {t_sim:.3f} "
                          f"(T0 2.5, n={cfg.ts_n}); ECE {sim['ece_before']:.3f} -> {sim['ece_after']:.3f}; "
                          f"{len(sets) - 1} SmolLM2 families"),
-                   passed=ok, value=t_sim, converged=conv, details=rows)
+                   passed=ok, value=t_sim, converged=conv, details=rows, device="cpu")
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #2a988255
 @experiment("thermometer", "simulated_lofo",
@@ -132,7 +132,7 @@ def simulated_lofo(ctx: RunContext) -> Outcome:
                   n_prompts=cfg.sim_prompts)
     return Outcome(ours=f"mean ECE {ours} ({len(seeds)} seeds x {cfg.sim_held_out} folds, {cfg.sim_tasks} tasks)",
                    passed=ok, value=m["thermometer"],
-                   details=dict(config=config, mean=m, half_width=hw, per_seed=summ.per_seed))
+                   details=dict(config=config, mean=m, half_width=hw, per_seed=summ.per_seed), device="cpu")
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #bb49787f
 @experiment("thermometer", "llm_lofo",
@@ -157,7 +157,7 @@ def llm_lofo(ctx: RunContext) -> Outcome:
     return Outcome(ours=(f"mean ECE vanilla {e['vanilla']:.3f}, TS-CV {e['ts_cv']:.3f}, "
                          f"Thermometer {e['thermometer']:.3f}, TS-oracle {e['ts_oracle']:.3f} "
                          f"({n_f} families, {len(cfg.llm_seeds)} seed(s), {cfg.llm_steps} steps)"),
-                   passed=ok, value=e["thermometer"], details=dict(config=config, table=table), table=table)
+                   passed=ok, value=e["thermometer"], details=dict(config=config, table=table), table=table, device="cpu")
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #a04b28ee
 @experiment("thermometer", "efficiency",
@@ -189,7 +189,7 @@ def efficiency_claim(ctx: RunContext) -> Outcome:
         live = f"; live LLM {per_prompt:.2f} s/prompt"
     details["ratio"] = ratio
     return Outcome(ours=(f"Thermometer {th * 1e3:.2f} ms for {len(f)} prompts vs LLM {llm_rec['seconds']:.0f} s "
-                         f"(recorded){live}: ratio {ratio:.1e}"), passed=None, value=ratio, details=details)
+                         f"(recorded){live}: ratio {ratio:.1e}"), passed=None, value=ratio, details=details, device="cpu")
 
 # %% ../../nbs/10_thermometer/90_experiments.ipynb #6dffdaa1
 @benchmark("thermometer", "calibration_cost",
@@ -217,4 +217,4 @@ def bench_calibration_cost(ctx: RunContext) -> Outcome:
     th, llm_t = med("thermometer"), med("llm_live" if live else "llm_recorded")
     how = "live" if live else "recorded"
     return Outcome(ours=f"Thermometer {th * 1e3:.2f} ms vs LLM {llm_t:.0f} s per task ({how})", table=rows,
-                   details=dict(rows=rows, live=live))
+                   details=dict(rows=rows, live=live), device="cpu")

@@ -85,19 +85,19 @@ def _quiet(fn, *a, **k):
         return fn(*a, **k)
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #456ec8a5
-def claim_reduction(cfg: TrajConfig, seed: int = 0) -> dict:
+def claim_reduction(cfg: TrajConfig, seed: int = 0, device="auto") -> dict:
     sim = crossing_data(cfg.n_obs * 11, seed=seed + 301)
     snaps = sim.snapshots(cfg.n_obs, seed=seed + 301)
-    kw = dict(**E1, n_particles=16, n_iter=100, seed=seed)
+    kw = dict(**E1, n_particles=16, n_iter=100, seed=seed, device=device)
     a = _quiet(mfl, snaps, sim.times, **kw)
     b = _quiet(pomfl, snaps, sim.times, LinearPrior(torch.zeros(2, 2), torch.eye(2), "zero drift"), **kw)
     c = _quiet(pomfl, snaps, sim.times, LinearPrior.brownian(2), **kw)
     same = bool(torch.equal(a.X, b.X) and torch.equal(a.X, c.X) and np.array_equal(a.objective, b.objective))
     # independent reference: 3 noiseless steps of the same gradient flow by the per-pair torch loop
     kw0 = dict(**{**E1, "step": 0.01, "tau": 0.5}, n_particles=12, seed=seed, noise=False, sinkhorn_iter=400, tol=1e-13,
-               dtype=torch.float64)
-    X0 = _quiet(mfl, snaps[:5], sim.times[:5], **{**kw0, "n_iter": 0}).X
-    X3 = _quiet(mfl, snaps[:5], sim.times[:5], **{**kw0, "n_iter": 3}).X
+               dtype=torch.float64, device=device)
+    X0 = _quiet(mfl, snaps[:5], sim.times[:5], **{**kw0, "n_iter": 0}).X.cpu()  # the reference steps run on the CPU
+    X3 = _quiet(mfl, snaps[:5], sim.times[:5], **{**kw0, "n_iter": 3}).X.cpu()
     from papercode.trajectory.pomfl import fit_term, pad_snapshots
     Ys = [torch.as_tensor(y, dtype=torch.float64) for y in snaps[:5]]
     N = torch.tensor([len(y) for y in Ys], dtype=torch.float64); Yp, wk = pad_snapshots(Ys, (N / N.sum()).tolist())
@@ -115,7 +115,7 @@ def claim_reduction(cfg: TrajConfig, seed: int = 0) -> dict:
             tol="torch.equal on clouds and objective traces; noiseless steps within 1e-8 of an independent per-pair "
                 "MFL implementation (float64)")
 def exp_reduction(ctx: RunContext) -> Outcome:
-    r = claim_reduction(TrajConfig.from_ctx(ctx), ctx.seed)
+    r = claim_reduction(TrajConfig.from_ctx(ctx), ctx.seed, ctx.device)
     ok = r["bit_identical"] and r["ref_err"] < 1e-8
     return Outcome(ours=f"bit-identical: {r['bit_identical']}; max |difference| to the per-pair reference after 3 steps "
                         f"{r['ref_err']:.1e}", passed=ok, value=r["ref_err"], details=r)
@@ -132,17 +132,18 @@ def _exp_fit(obj, start=10):
     r2 = 1 - ((y - np.polyval(b, ks)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
     return dict(slope=float(b[0]), r2=float(r2), window=(int(start), int(end)), g_inf=float(ginf), sd=float(sd))
 
-def claim_convergence(cfg: TrajConfig, seed: int = 0) -> dict:
+def claim_convergence(cfg: TrajConfig, seed: int = 0, device="auto") -> dict:
     out, traces = {}, {}
     cv = LinearPrior.constant_velocity(2)
     for name, sim in (("crossing", crossing_data(cfg.n_obs * 11, seed=seed + 311)),
                       ("bistable", bistable_data(cfg.n_obs * 8, seed=seed + 312))):
         snaps = sim.snapshots(cfg.n_obs, seed=seed + 313)
-        r = _quiet(pomfl, snaps, sim.times, cv, **E1, precond=25.0, n_particles=cfg.conv_M, n_iter=cfg.conv_iter, seed=seed)
+        r = _quiet(pomfl, snaps, sim.times, cv, **E1, precond=25.0, n_particles=cfg.conv_M, n_iter=cfg.conv_iter, seed=seed,
+                   device=device)
         out[name] = _exp_fit(r.objective); traces[name] = r.objective
     sim = crossing_data(20 * 6, T=6, seed=seed + 314)
     gf = _quiet(pomfl, sim.snapshots(20, seed=seed + 314), sim.times, cv, **{**E1, "step": 0.005}, n_particles=12,
-                n_iter=80, noise=False, sinkhorn_iter=300, tol=1e-11, dtype=torch.float64, seed=seed)
+                n_iter=80, noise=False, sinkhorn_iter=300, tol=1e-11, dtype=torch.float64, seed=seed, device=device)
     inc = np.diff(gf.objective)
     out["noiseless"] = dict(max_increase=float(inc.max()), decrease=float(gf.objective[0] - gf.objective[-1]))
     return dict(**out, traces=traces, noiseless_trace=gf.objective)
@@ -164,7 +165,7 @@ def _conv_plot(r):
             paper="the paper: exponential convergence of the MFL dynamics (its rate and figures not checked)",
             tol="slope < 0 and R² > 0.9 on both scenarios; noiseless increases ≤ 1e-9 relative")
 def exp_convergence(ctx: RunContext) -> Outcome:
-    r = claim_convergence(TrajConfig.from_ctx(ctx), ctx.seed)
+    r = claim_convergence(TrajConfig.from_ctx(ctx), ctx.seed, ctx.device)
     c, b, n = r["crossing"], r["bistable"], r["noiseless"]
     ok = all(x["slope"] < 0 and x["r2"] > 0.9 for x in (c, b)) and n["max_increase"] <= 1e-9 * abs(r["noiseless_trace"]).max()
     det = {k: v for k, v in r.items() if k not in ("traces", "noiseless_trace")}
@@ -174,12 +175,12 @@ def exp_convergence(ctx: RunContext) -> Outcome:
                    figures={"convergence": _conv_plot(r)})
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #775e7bdb
-def claim_crossing(cfg: TrajConfig, seed: int = 0, keep: bool = False) -> dict:
+def claim_crossing(cfg: TrajConfig, seed: int = 0, keep: bool = False, device="auto") -> dict:
     po_f, mf_f, conv, keep_runs, secs = [], [], [], None, []
     for s in range(cfg.seeds):
         sim = crossing_data(cfg.n_obs * 11, seed=seed + 320 + s)
         snaps = sim.snapshots(cfg.n_obs, seed=seed + 320 + s)
-        kw = dict(**E1, n_particles=cfg.M, n_iter=cfg.n_iter, seed=seed + s)
+        kw = dict(**E1, n_particles=cfg.M, n_iter=cfg.n_iter, seed=seed + s, device=device)
         t0 = time.perf_counter()
         po = _quiet(pomfl, snaps, sim.times, LinearPrior.constant_velocity(2), precond=25.0, record=12 if keep and s == 0 else 0, **kw)
         mf = _quiet(mfl, snaps, sim.times, record=12 if keep and s == 0 else 0, **kw)
@@ -244,7 +245,7 @@ def crossing_figure(sim, snaps, po, mf, n_paths: int = 30, seed: int = 0):
                 "0.75; paper scale: gap ≥ 0.2 and PO-MFL ≥ 0.85")
 def exp_crossing(ctx: RunContext) -> Outcome:
     cfg = TrajConfig.from_ctx(ctx)
-    r = claim_crossing(cfg, ctx.seed, keep=True)
+    r = claim_crossing(cfg, ctx.seed, keep=True, device=ctx.device)
     sim, snaps, po, mf = r.pop("runs")
     (pm, pi), (mm, mi), (gm, gi) = r["pomfl_mean"], r["mfl_mean"], r["gap"]
     ok = gm >= cfg.gap_min and gi[0] > 0 and pm >= cfg.po_min
@@ -265,7 +266,7 @@ def replay_figure(snaps, po, mf):
         tr = []
         for k, (name, res) in enumerate(panels):
             ax = "" if k == 0 else "2"
-            H = res.history[min(r, len(res.history) - 1)].double()  # (T, M, D); positions are the first two coordinates
+            H = res.history[min(r, len(res.history) - 1)].double().cpu()  # (T, M, D); positions are the first two coordinates
             T, M = H.shape[:2]
             tr.append(dict(type="scatter", mode="markers", x=np.round(Y[:, 0].numpy(), 3).tolist(),
                            y=np.round(Y[:, 1].numpy(), 3).tolist(), xaxis=f"x{ax}", yaxis=f"y{ax}",
@@ -287,7 +288,7 @@ def replay_figure(snaps, po, mf):
     return fig
 
 # %% ../../nbs/03_trajectory/90_experiments.ipynb #79331070
-def claim_orbit(cfg: TrajConfig, seed: int = 0) -> dict:
+def claim_orbit(cfg: TrajConfig, seed: int = 0, device="auto") -> dict:
     po_e, mf_e = [], []
     for s in range(cfg.seeds):
         sim = orbit_data(cfg.n_obs * 7 + 200, tau=0.002, seed=seed + 330 + s)
@@ -297,7 +298,8 @@ def claim_orbit(cfg: TrajConfig, seed: int = 0) -> dict:
         g = torch.Generator().manual_seed(seed + 330 + s); perm = torch.randperm(pool.shape[1], generator=g)
         snaps = [pool[i, perm[k * cfg.n_obs:(k + 1) * cfg.n_obs]] for k, i in enumerate(obs_i)]
         ts = sim.times[obs_i]
-        kw = dict(lam=0.05, tau=0.02, sigma=0.1, step=0.02, n_particles=cfg.orbit_M, n_iter=cfg.orbit_iter, seed=seed + s)
+        kw = dict(lam=0.05, tau=0.02, sigma=0.1, step=0.02, n_particles=cfg.orbit_M, n_iter=cfg.orbit_iter, seed=seed + s,
+                  device=device)
         res = dict(po=_quiet(pomfl, snaps, ts, LinearPrior.constant_velocity(2), precond=25.0, **kw), mf=_quiet(mfl, snaps, ts, **kw))
         for key, acc in (("po", po_e), ("mf", mf_e)):
             p = sample_paths(res[key], 300, seed=seed + s, bridge=True, n_bridge=1)
@@ -311,7 +313,7 @@ def claim_orbit(cfg: TrajConfig, seed: int = 0) -> dict:
             tol="mean paired difference PO-MFL − MFL < 0 with its 95% t-interval below 0")
 def exp_orbit(ctx: RunContext) -> Outcome:
     cfg = TrajConfig.from_ctx(ctx)
-    r = claim_orbit(cfg, ctx.seed)
+    r = claim_orbit(cfg, ctx.seed, ctx.device)
     (pm, _), (mm, _), (dm, di) = r["pomfl_mean"], r["mfl_mean"], r["diff"]
     return Outcome(ours=f"energy distance at held-out times: PO-MFL {pm:.4f}, MFL {mm:.4f}, paired difference {dm:.4f} "
                         f"[{di[0]:.4f}, {di[1]:.4f}] over {cfg.seeds} seeds", passed=dm < 0 and di[1] < 0, value=dm, details=r)
@@ -331,21 +333,21 @@ def _grid_data(seed, s):
     split = torch.randperm(sim.observed.shape[1], generator=torch.Generator().manual_seed(seed + 340 + s))
     return sim, sim.observed[:, split[:200]].transpose(0, 1), sim.observed[:, split[200:]]
 
-def _prior_scores(snaps, sim, truth, cfg, seed, lam=E1["lam"], diverged="raise"):
+def _prior_scores(snaps, sim, truth, cfg, seed, lam=E1["lam"], diverged="raise", device="auto"):
     "√(path energy distance) of PO-MFL with each prior on the same snapshots; diverged='nan' scores a run whose particles diverge as NaN."
     if diverged not in ("raise", "nan"): raise ValueError(f"diverged: expected 'raise' or 'nan', got {diverged!r}")
     out = {}
     for pname in PRIORS:
         try:
             r = _quiet(pomfl, snaps, sim.times, getattr(LinearPrior, pname)(2), **{**E1, "lam": lam}, precond=25.0,
-                       n_particles=cfg.grid_M, n_iter=cfg.grid_iter, seed=seed)
+                       n_particles=cfg.grid_M, n_iter=cfg.grid_iter, seed=seed, device=device)
         except FloatingPointError:
             if diverged != "nan": raise
             out[pname] = float("nan"); continue
         out[pname] = path_energy(sample_paths(r, 200, seed=seed).observed, truth)
     return out
 
-def claim_robustness(cfg: TrajConfig, seed: int = 0) -> dict:
+def claim_robustness(cfg: TrajConfig, seed: int = 0, device="auto") -> dict:
     score = {p: np.zeros((len(cfg.grid_N), len(cfg.grid_noise), cfg.grid_seeds)) for p in PRIORS}
     for s in range(cfg.grid_seeds):
         sim, truth, pool = _grid_data(seed, s)
@@ -354,7 +356,8 @@ def claim_robustness(cfg: TrajConfig, seed: int = 0) -> dict:
             for b, noise in enumerate(cfg.grid_noise):
                 snaps = [pool[i, perm[i * N:(i + 1) * N]] for i in range(6)]
                 snaps = [y + noise * torch.randn(y.shape, generator=g, dtype=y.dtype) for y in snaps]
-                for pname, v in _prior_scores(snaps, sim, truth, cfg, seed + s).items(): score[pname][a, b, s] = v
+                for pname, v in _prior_scores(snaps, sim, truth, cfg, seed + s, device=device).items():
+                    score[pname][a, b, s] = v
     bc = (score["brownian"] - score["constant_velocity"]).ravel()
     ac = (score["constant_acceleration"] - score["constant_velocity"]).ravel()
     return dict(score={k: v.tolist() for k, v in score.items()}, grid_N=list(cfg.grid_N), grid_noise=list(cfg.grid_noise),
@@ -413,7 +416,7 @@ def _heatmaps(r):
             tol="paired Brownian − CV difference: 95% interval above 0; mean CA − CV < ½ × mean Brownian − CV")
 def exp_robustness(ctx: RunContext) -> Outcome:
     cfg = TrajConfig.from_ctx(ctx)
-    r = claim_robustness(cfg, ctx.seed)
+    r = claim_robustness(cfg, ctx.seed, ctx.device)
     (bm, bi), (am, ai) = r["brownian_minus_cv"], r["ca_minus_cv"]
     ok = bi[0] > 0 and am < 0.5 * bm
     m = r["mean"]
@@ -436,4 +439,5 @@ def bench(ctx: RunContext) -> Outcome:
         r.update({k: round(v, 2) for k, v in r.items() if k.startswith("vs_")})
     head = ", ".join(f"M={r['M']}: {r['vs_pot_loop']:.1f}x vs POT loop, {r['vs_torch_loop']:.1f}x vs torch loop" for r in rows)
     return Outcome(ours=f"{head} (one CPU thread; {machine()})", value=rows[-1]["vs_pot_loop"],
-                   converged=all(r["plan_err"] < 1e-6 for r in rows), details=dict(rows=rows, machine=machine()), table=rows)
+                   converged=all(r["plan_err"] < 1e-6 for r in rows), details=dict(rows=rows, machine=machine()), table=rows,
+                   device="cpu")

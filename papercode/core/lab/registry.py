@@ -87,6 +87,7 @@ class Outcome:
     details: dict = field(default_factory=dict)  # JSON-able extra numbers
     figures: dict = field(default_factory=dict)  # name -> matplotlib/plotly figure, saved by the runner
     table: list | None = None  # rows (dicts) for benchmark tables
+    device: str | None = None  # where the work ran, if not on ctx.device ("cpu": a CPU-only method); None = ctx.device
 
 @dataclass(frozen=True)
 class Experiment:
@@ -287,6 +288,7 @@ def run_experiment(exp: Experiment,  # what to run
         except (TypeError, ValueError) as e:
             raise TypeError(f"{exp.key}: Outcome details and table must be JSON-able ({e})") from None
         figs = [str(save_figure(f, ctx.out / f"{exp.name}_{k}")) for k, f in o.figures.items()]
+        if o.device is not None: base["device"] = device_info(torch.device(o.device))  # where the work really ran
     except KeyboardInterrupt:
         raise
     except Exception as e:
@@ -380,8 +382,9 @@ def format_table(rows: Sequence[dict],  # one dict per row
     return "\n".join(lines)
 
 def results_table(results: Sequence[Result]) -> str:
-    "Per-chapter paper-vs-ours tables for `results`."
+    "Per-chapter paper-vs-ours tables for `results`; a device column when the rows ran on different devices."
     out = []
+    mixed = len({r.device for r in results}) > 1
     for m in MODULES:
         rs = [r for r in results if r.module == m]
         if not rs: continue
@@ -391,5 +394,6 @@ def results_table(results: Sequence[Result]) -> str:
                      scale=r.scale, seed=r.seed, verdict=r.verdict,
                      converged="—" if r.converged is None else ("yes" if r.converged else "no"),
                      tol=r.tol, secs=round(r.seconds, 1)) for r in rs]
+        if mixed: rows = [dict(row, device=r.device.split(" (")[0]) for row, r in zip(rows, rs)]
         out.append(head + "\n" + format_table(rows, widths=dict(claim=38, paper=22, ours=30, tol=22)))
     return "\n\n".join(out)
