@@ -39,9 +39,11 @@ def resolve_device(device: str | torch.device | None = "auto",  # "auto", "cpu",
 def device_info(device: torch.device | str | None = None,  # the device used; None = `resolve_device("auto")`
                 ) -> str:
     "One line naming the device: GPU model, or CPU model and core count."
-    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    dev = resolve_device(device)  # a CUDA device this machine lacks is refused by name, a torch.device too
     if dev.type == "cuda":
         return f"cuda:{dev.index or 0} ({torch.cuda.get_device_name(dev)})"
+    if dev.type != "cpu":
+        return str(dev)  # meta, mps, ...: named as torch names them, never as the CPU
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:

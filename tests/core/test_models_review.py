@@ -144,3 +144,14 @@ def test_score_choices_refuses_prompts_beyond_the_context(have_llm, monkeypatch)
         sequence_logps(llm, [long], [" green"])
     with pytest.raises(ValueError, match="prompts: entry 1 has .* more than the model's context of 8"):
         score_choices(llm, ["Hi", long], [[" a", " b"], [" green", " red"]], batch_size=1, progress=False)
+
+
+def test_use_rslora_must_be_a_boolean():
+    "A string such as 'no' used to count as true and silently rescale ΔW by √r."
+    from papercode.core.models.lora import LoraFactors, lora_scaling
+    A, B = torch.randn(4, 6, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="use_rslora: must be True or False, got 'no'"):
+        LoraFactors(A, B, 8.0, use_rslora="no")
+    with pytest.raises(ValueError, match="use_rslora"):
+        lora_scaling(8.0, 4, use_rslora="false")
+    assert lora_scaling(8.0, 4, use_rslora=np.bool_(True)) == 4.0 and lora_scaling(8.0, 4, use_rslora=False) == 2.0

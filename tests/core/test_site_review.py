@@ -209,3 +209,23 @@ def test_check_real_still_takes_real_numbers():
     assert check_real("tau", torch.tensor(0.25, dtype=torch.bfloat16)) == 0.25
     assert check_real("tau", np.int64(3)) == 3.0
     assert check_real("tau", torch.tensor(2)) == 2.0
+
+
+def test_device_info_names_the_device_it_is_given():
+    "A torch.device('cuda') on a machine without one raised a bare AssertionError; 'meta' was described as the CPU."
+    import torch
+    from papercode.core.utils import device_info
+    assert device_info(torch.device("meta")) == "meta"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):
+            device_info(torch.device("cuda"))
+
+
+def test_an_interrupted_build_leaves_a_folder_the_next_build_may_replace(tmp_path):
+    "The marker was written only at the end, so a build stopped half-way left a folder every later build refused."
+    from papercode.core.lab.site import MARKER, _clear_out
+    out = tmp_path / "site"
+    _clear_out(out)
+    (out / "half.html").write_text("")  # what Sphinx wrote before the build stopped
+    _clear_out(out)  # used to raise "is not empty and holds no earlier site"
+    assert [p.name for p in out.iterdir()] == [MARKER]

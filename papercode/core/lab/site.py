@@ -430,6 +430,7 @@ def _clear_out(out: Path) -> None:
         for p in out.iterdir():
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"building": True}))  # an interrupted build leaves a folder the next one may replace
 
 def write_sources(root: Path,  # checkout folder holding settings.ini, _quarto.yml and nbs/
                   src: Path,  # empty folder for the Sphinx sources

@@ -30,6 +30,8 @@ def lora_scaling(alpha: float,  # α, PEFT's `lora_alpha`
     try: a = None if isinstance(alpha, (bool, str, bytes)) else float(alpha)
     except (TypeError, ValueError, RuntimeError): a = None
     if a is None or not math.isfinite(a): raise ValueError(f"alpha: must be a finite number, got {alpha!r}")
+    if isinstance(use_rslora, (str, bytes)) or use_rslora not in (True, False):  # "no" would count as true
+        raise ValueError(f"use_rslora: must be True or False, got {use_rslora!r}")
     r = int(r)
     return a / (r ** 0.5 if use_rslora else r)
 
